@@ -1,0 +1,872 @@
+// GObject/GStreamer glue of the `facenet` element. Pre-processing lives in
+// crate::preprocess, inference in crate::backend; this file maps properties to their
+// configuration and their errors to GStreamer errors.
+
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use crate::backend::{self, BackendError, FaceModel, ModelHints, NormalizationKind, SessionConfig};
+use crate::meta::EmbeddingMeta;
+use crate::preprocess::{self, Frame, PixelFormat, PreprocessConfig, Preprocessor, YuvColorimetry, YuvMatrix};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "facenet",
+        gst::DebugColorFlags::empty(),
+        Some("Face embeddings with ONNX Runtime"),
+    )
+});
+
+static CAT_ORT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "onnxruntime",
+        gst::DebugColorFlags::empty(),
+        Some("ONNX Runtime's own log"),
+    )
+});
+
+/// Sends ONNX Runtime's log to the `onnxruntime` debug category, at the level GST_DEBUG
+/// asks for (ONNX Runtime formats nothing below it).
+pub fn register_onnxruntime_log() {
+    let threshold = CAT_ORT.threshold();
+    let min_level = if threshold >= gst::DebugLevel::Log {
+        backend::LogLevel::Verbose
+    } else if threshold >= gst::DebugLevel::Info {
+        backend::LogLevel::Info
+    } else {
+        backend::LogLevel::Warning
+    };
+    backend::set_log_sink(
+        std::sync::Arc::new(|level, category, message| {
+            let level = match level {
+                backend::LogLevel::Verbose => gst::DebugLevel::Log,
+                backend::LogLevel::Info => gst::DebugLevel::Info,
+                backend::LogLevel::Warning => gst::DebugLevel::Warning,
+                backend::LogLevel::Error | backend::LogLevel::Fatal => gst::DebugLevel::Error,
+            };
+            gst::log_with_level!(CAT_ORT, level, "[{}] {}", category, message);
+        }),
+        min_level,
+    );
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetAspect")]
+pub enum Aspect {
+    #[default]
+    #[enum_value(name = "Stretch: the whole frame to the model's input, aspect ratio not kept", nick = "stretch")]
+    Stretch = 0,
+    #[enum_value(name = "Pad: the whole frame scaled to fit, centred, black borders", nick = "pad")]
+    Pad = 1,
+    #[enum_value(name = "Crop: the centre of the frame with the model's aspect ratio", nick = "crop")]
+    Crop = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetNormalization")]
+pub enum Normalization {
+    #[default]
+    #[enum_value(
+        name = "Prewhiten: per-image mean and standard deviation (FaceNet), std floored at 1/sqrt(values)",
+        nick = "prewhiten"
+    )]
+    Prewhiten = 0,
+    #[enum_value(name = "Fixed: (pixel - mean) / std per channel, from the mean and std properties", nick = "fixed")]
+    Fixed = 1,
+    #[enum_value(name = "None: raw pixel values 0..255", nick = "none")]
+    None = 2,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetChannelOrder")]
+pub enum ChannelOrder {
+    #[default]
+    #[enum_value(name = "RGB", nick = "rgb")]
+    Rgb = 0,
+    #[enum_value(name = "BGR", nick = "bgr")]
+    Bgr = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "CUDA (NVIDIA GPU; needs the onnxruntime-gpu library)", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(name = "TensorRT (NVIDIA GPU; needs the onnxruntime-gpu library and TensorRT)", nick = "tensorrt")]
+    TensorRt = 2,
+    #[enum_value(name = "OpenVINO (Intel CPU, GPU, NPU)", nick = "openvino")]
+    OpenVino = 3,
+}
+
+impl From<Aspect> for preprocess::Aspect {
+    fn from(a: Aspect) -> Self {
+        match a {
+            Aspect::Stretch => preprocess::Aspect::Stretch,
+            Aspect::Pad => preprocess::Aspect::Pad,
+            Aspect::Crop => preprocess::Aspect::Crop,
+        }
+    }
+}
+
+impl From<preprocess::Aspect> for Aspect {
+    fn from(a: preprocess::Aspect) -> Self {
+        match a {
+            preprocess::Aspect::Stretch => Aspect::Stretch,
+            preprocess::Aspect::Pad => Aspect::Pad,
+            preprocess::Aspect::Crop => Aspect::Crop,
+        }
+    }
+}
+
+impl From<Normalization> for NormalizationKind {
+    fn from(n: Normalization) -> Self {
+        match n {
+            Normalization::Prewhiten => NormalizationKind::Prewhiten,
+            Normalization::Fixed => NormalizationKind::Fixed,
+            Normalization::None => NormalizationKind::None,
+        }
+    }
+}
+
+impl From<NormalizationKind> for Normalization {
+    fn from(n: NormalizationKind) -> Self {
+        match n {
+            NormalizationKind::Prewhiten => Normalization::Prewhiten,
+            NormalizationKind::Fixed => Normalization::Fixed,
+            NormalizationKind::None => Normalization::None,
+        }
+    }
+}
+
+impl From<ChannelOrder> for preprocess::ChannelOrder {
+    fn from(c: ChannelOrder) -> Self {
+        match c {
+            ChannelOrder::Rgb => preprocess::ChannelOrder::Rgb,
+            ChannelOrder::Bgr => preprocess::ChannelOrder::Bgr,
+        }
+    }
+}
+
+impl From<preprocess::ChannelOrder> for ChannelOrder {
+    fn from(c: preprocess::ChannelOrder) -> Self {
+        match c {
+            preprocess::ChannelOrder::Rgb => ChannelOrder::Rgb,
+            preprocess::ChannelOrder::Bgr => ChannelOrder::Bgr,
+        }
+    }
+}
+
+impl From<ExecutionProvider> for backend::ExecutionProvider {
+    fn from(e: ExecutionProvider) -> Self {
+        match e {
+            ExecutionProvider::Cpu => backend::ExecutionProvider::Cpu,
+            ExecutionProvider::Cuda => backend::ExecutionProvider::Cuda,
+            ExecutionProvider::TensorRt => backend::ExecutionProvider::TensorRt,
+            ExecutionProvider::OpenVino => backend::ExecutionProvider::OpenVino,
+        }
+    }
+}
+
+const DEFAULT_INPUT_SIZE: u32 = 160;
+const MAX_INPUT_SIZE: u32 = backend::model::MAX_INPUT_SIDE as u32;
+const DEFAULT_ASPECT: Aspect = Aspect::Stretch;
+const DEFAULT_NORMALIZATION: Normalization = Normalization::Prewhiten;
+/// facenet-pytorch's `fixed_image_standardization`, the usual `fixed` choice for
+/// FaceNet weights trained in PyTorch.
+const DEFAULT_MEAN: [f64; 3] = [127.5, 127.5, 127.5];
+const DEFAULT_STD: [f64; 3] = [128.0, 128.0, 128.0];
+const DEFAULT_CHANNEL_ORDER: ChannelOrder = ChannelOrder::Rgb;
+const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+const DEFAULT_FALLBACK_TO_CPU: bool = true;
+const DEFAULT_INTRA_OP_THREADS: u32 = 0;
+const DEFAULT_L2_NORMALIZE: bool = false;
+const DEFAULT_POST_MESSAGES: bool = false;
+
+/// A property the model's metadata may default: `explicit` once the user sets it.
+#[derive(Debug, Clone, Copy)]
+struct Hinted<T> {
+    value: T,
+    explicit: bool,
+}
+
+impl<T: Copy> Hinted<T> {
+    fn new(value: T) -> Self {
+        Hinted { value, explicit: false }
+    }
+
+    fn set(&mut self, value: T) {
+        self.value = value;
+        self.explicit = true;
+    }
+
+    /// The user's value, else the model's, else the built-in default.
+    fn resolve(&self, hint: Option<T>) -> T {
+        if self.explicit {
+            self.value
+        } else {
+            hint.unwrap_or(self.value)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_location: Option<String>,
+    input_size: u32,
+    aspect: Hinted<Aspect>,
+    normalization: Hinted<Normalization>,
+    mean: Hinted<[f64; 3]>,
+    std: Hinted<[f64; 3]>,
+    /// A `mean`/`std` value that was not three numbers (std > 0): reported at start.
+    numbers_error: Option<String>,
+    channel_order: Hinted<ChannelOrder>,
+    execution_provider: ExecutionProvider,
+    device: Option<String>,
+    fallback_to_cpu: bool,
+    intra_op_threads: u32,
+    cache_dir: Option<String>,
+    output_name: Option<String>,
+    l2_normalize: bool,
+    post_messages: bool,
+    onnxruntime_library: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_location: None,
+            input_size: DEFAULT_INPUT_SIZE,
+            aspect: Hinted::new(DEFAULT_ASPECT),
+            normalization: Hinted::new(DEFAULT_NORMALIZATION),
+            mean: Hinted::new(DEFAULT_MEAN),
+            std: Hinted::new(DEFAULT_STD),
+            numbers_error: None,
+            channel_order: Hinted::new(DEFAULT_CHANNEL_ORDER),
+            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            device: None,
+            fallback_to_cpu: DEFAULT_FALLBACK_TO_CPU,
+            intra_op_threads: DEFAULT_INTRA_OP_THREADS,
+            cache_dir: None,
+            output_name: None,
+            l2_normalize: DEFAULT_L2_NORMALIZE,
+            post_messages: DEFAULT_POST_MESSAGES,
+            onnxruntime_library: None,
+        }
+    }
+}
+
+/// What start() resolved from the properties and the model, reported back by the
+/// property getters while the element runs.
+#[derive(Debug, Clone)]
+struct Effective {
+    aspect: Aspect,
+    normalization: Normalization,
+    mean: [f64; 3],
+    std: [f64; 3],
+    channel_order: ChannelOrder,
+}
+
+struct State {
+    model: FaceModel,
+    model_name: String,
+    preprocessor: Preprocessor,
+    tensor: Vec<f32>,
+    output: Vec<f32>,
+    video_info: Option<gst_video::VideoInfo>,
+    colorimetry: YuvColorimetry,
+    format: Option<PixelFormat>,
+    effective: Effective,
+}
+
+#[derive(Default)]
+pub struct FaceNet {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+impl FaceNet {
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self) -> MutexGuard<'_, Option<State>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FaceNet {
+    const NAME: &'static str = "GstFaceNet";
+    type Type = super::FaceNet;
+    type ParentType = gst_base::BaseTransform;
+}
+
+fn numbers_from_array(name: &str, array: &gst::Array) -> Result<[f64; 3], String> {
+    let values: Vec<f64> = array
+        .iter()
+        .map(|v| {
+            if let Ok(x) = v.get::<f64>() {
+                Ok(x)
+            } else if let Ok(x) = v.get::<f32>() {
+                Ok(f64::from(x))
+            } else if let Ok(x) = v.get::<i32>() {
+                Ok(f64::from(x))
+            } else if let Ok(x) = v.get::<u32>() {
+                Ok(f64::from(x))
+            } else if let Ok(x) = v.get::<i64>() {
+                Ok(x as f64)
+            } else if let Ok(x) = v.get::<u64>() {
+                Ok(x as f64)
+            } else {
+                Err(format!("{name} holds a {} where a number is expected", v.type_()))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    if values.len() != 3 || values.iter().any(|v| !v.is_finite()) {
+        return Err(format!(
+            "{name} must be three numbers in R, G, B order, e.g. {name}=\"<122.782, 117.001, 104.298>\"; got {} values",
+            values.len()
+        ));
+    }
+    Ok([values[0], values[1], values[2]])
+}
+
+fn array_from_numbers(v: [f64; 3]) -> gst::Array {
+    gst::Array::new(v.iter().map(|x| x.to_send_value()))
+}
+
+fn to_f32(v: [f64; 3]) -> [f32; 3] {
+    [v[0] as f32, v[1] as f32, v[2] as f32]
+}
+
+fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
+    use gst_video::VideoFormat as V;
+    Some(match format {
+        V::Rgb => PixelFormat::Rgb,
+        V::Bgr => PixelFormat::Bgr,
+        V::Rgba => PixelFormat::Rgba,
+        V::Bgra => PixelFormat::Bgra,
+        V::Rgbx => PixelFormat::Rgbx,
+        V::Bgrx => PixelFormat::Bgrx,
+        V::Xrgb => PixelFormat::Xrgb,
+        V::Xbgr => PixelFormat::Xbgr,
+        V::Argb => PixelFormat::Argb,
+        V::Abgr => PixelFormat::Abgr,
+        V::I420 => PixelFormat::I420,
+        V::Nv12 => PixelFormat::Nv12,
+        V::Gray8 => PixelFormat::Gray8,
+        _ => return None,
+    })
+}
+
+const SUPPORTED_FORMATS: [gst_video::VideoFormat; 13] = [
+    gst_video::VideoFormat::Rgb,
+    gst_video::VideoFormat::Bgr,
+    gst_video::VideoFormat::Rgba,
+    gst_video::VideoFormat::Bgra,
+    gst_video::VideoFormat::Rgbx,
+    gst_video::VideoFormat::Bgrx,
+    gst_video::VideoFormat::Xrgb,
+    gst_video::VideoFormat::Xbgr,
+    gst_video::VideoFormat::Argb,
+    gst_video::VideoFormat::Abgr,
+    gst_video::VideoFormat::I420,
+    gst_video::VideoFormat::Nv12,
+    gst_video::VideoFormat::Gray8,
+];
+
+/// The YUV to RGB matrix and range the caps' colorimetry states. GStreamer fills in its
+/// defaults (BT.601 for SD, BT.709 for HD) when caps leave colorimetry out.
+fn yuv_colorimetry(info: &gst_video::VideoInfo) -> YuvColorimetry {
+    use gst_video::{VideoColorMatrix as M, VideoColorRange as R};
+    let colorimetry = info.colorimetry();
+    let matrix = match colorimetry.matrix() {
+        M::Bt709 | M::Smpte240m => YuvMatrix::Bt709,
+        M::Bt2020 => YuvMatrix::Bt2020,
+        // FCC's coefficients (0.30, 0.11) are within rounding of BT.601's.
+        _ => YuvMatrix::Bt601,
+    };
+    YuvColorimetry {
+        matrix,
+        full_range: colorimetry.range() == R::Range0_255,
+    }
+}
+
+fn post_backend_error(imp: &FaceNet, err: &BackendError) -> gst::ErrorMessage {
+    let text = err.to_string();
+    match err {
+        BackendError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
+        BackendError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{}", text]),
+        BackendError::ModelLoad(_) => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", text]),
+        BackendError::InvalidModel(_) => gst::error_msg!(gst::ResourceError::Settings, ["{}", text]),
+        BackendError::Configuration(_) => gst::error_msg!(gst::LibraryError::Settings, ["{}", text]),
+        BackendError::ExecutionProvider(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
+        BackendError::Inference(_) => {
+            gst::error!(CAT, imp = imp, "{}", text);
+            gst::error_msg!(gst::StreamError::Failed, ["{}", text])
+        }
+    }
+}
+
+impl ObjectImpl for FaceNet {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model-location")
+                    .nick("Model location")
+                    .blurb("Path of the ONNX face-embedding model (one image input, output [batch, D])")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("input-size")
+                    .nick("Input size")
+                    .blurb("Side of the square model input, used only where the model's own spatial size is dynamic")
+                    .minimum(1)
+                    .maximum(MAX_INPUT_SIZE)
+                    .default_value(DEFAULT_INPUT_SIZE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("aspect", DEFAULT_ASPECT)
+                    .nick("Aspect mode")
+                    .blurb("How the frame's aspect ratio meets the model's (default: the model's gst-facenet.aspect metadata, else stretch)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("normalization", DEFAULT_NORMALIZATION)
+                    .nick("Normalization")
+                    .blurb("Pixel normalization the model was trained with (default: the model's gst-facenet.normalization metadata, else prewhiten)")
+                    .mutable_ready()
+                    .build(),
+                gst::ParamSpecArray::builder("mean")
+                    .nick("Mean")
+                    .blurb("Per-channel mean (R, G, B; 0-255 scale) for normalization=fixed, e.g. <122.782, 117.001, 104.298> (default: the model's gst-facenet.mean metadata, else <127.5, 127.5, 127.5>)")
+                    .mutable_ready()
+                    .build(),
+                gst::ParamSpecArray::builder("std")
+                    .nick("Standard deviation")
+                    .blurb("Per-channel divisor (R, G, B), positive, for normalization=fixed, e.g. <255, 255, 255> (default: the model's gst-facenet.std metadata, else <128, 128, 128>)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("channel-order", DEFAULT_CHANNEL_ORDER)
+                    .nick("Channel order")
+                    .blurb("Order of the colour channels in the model's input (default: the model's gst-facenet.channel-order metadata, else rgb)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
+                    .nick("Execution provider")
+                    .blurb("ONNX Runtime execution provider to run the model on")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("device")
+                    .nick("Device")
+                    .blurb("Device of the execution provider: OpenVINO CPU (default), GPU, GPU.N, NPU, AUTO:...; CUDA/TensorRT GPU index (default 0)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("fallback-to-cpu")
+                    .nick("Fall back to CPU")
+                    .blurb("When the execution provider cannot be used: run on the CPU with a warning (true) or fail (false)")
+                    .default_value(DEFAULT_FALLBACK_TO_CPU)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("intra-op-threads")
+                    .nick("Intra-op threads")
+                    .blurb("ONNX Runtime threads per model run (0 = one per core)")
+                    .maximum(1024)
+                    .default_value(DEFAULT_INTRA_OP_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("cache-dir")
+                    .nick("Cache directory")
+                    .blurb("Directory for TensorRT engines and OpenVINO compiled blobs (created if missing; unset = no cache)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("output-name")
+                    .nick("Output name")
+                    .blurb("Name of the embedding output when the model has several")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("l2-normalize")
+                    .nick("L2-normalize")
+                    .blurb("Scale each embedding to unit Euclidean length")
+                    .default_value(DEFAULT_L2_NORMALIZE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("post-messages")
+                    .nick("Post messages")
+                    .blurb("Post a 'facenet-embedding' element message on the bus for each embedding")
+                    .default_value(DEFAULT_POST_MESSAGES)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("onnxruntime-library")
+                    .nick("ONNX Runtime library")
+                    .blurb("libonnxruntime.so to load (default: ORT_DYLIB_PATH, else the library the build installed, else the system's); ONNX Runtime loads once per process, so only the first element started counts")
+                    .mutable_ready()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings();
+        let optional_string = |value: &glib::Value| {
+            value
+                .get::<Option<String>>()
+                .expect("type checked upstream")
+                .filter(|s| !s.is_empty())
+        };
+        match pspec.name() {
+            "model-location" => settings.model_location = optional_string(value),
+            "input-size" => settings.input_size = value.get().expect("type checked upstream"),
+            "aspect" => settings.aspect.set(value.get().expect("type checked upstream")),
+            "normalization" => settings
+                .normalization
+                .set(value.get().expect("type checked upstream")),
+            name @ ("mean" | "std") => {
+                let array = value.get::<gst::Array>().expect("type checked upstream");
+                let parsed = numbers_from_array(name, &array).and_then(|v| {
+                    if name == "std" && v.iter().any(|s| *s <= 0.0) {
+                        Err(format!("std values must be positive, got <{}, {}, {}>", v[0], v[1], v[2]))
+                    } else {
+                        Ok(v)
+                    }
+                });
+                match parsed {
+                    Ok(v) if name == "mean" => settings.mean.set(v),
+                    Ok(v) => settings.std.set(v),
+                    Err(e) => {
+                        gst::error!(CAT, imp = self, "{}", e);
+                        settings.numbers_error = Some(e);
+                    }
+                }
+            }
+            "channel-order" => settings
+                .channel_order
+                .set(value.get().expect("type checked upstream")),
+            "execution-provider" => {
+                settings.execution_provider = value.get().expect("type checked upstream")
+            }
+            "device" => settings.device = optional_string(value),
+            "fallback-to-cpu" => settings.fallback_to_cpu = value.get().expect("type checked upstream"),
+            "intra-op-threads" => settings.intra_op_threads = value.get().expect("type checked upstream"),
+            "cache-dir" => settings.cache_dir = optional_string(value),
+            "output-name" => settings.output_name = optional_string(value),
+            "l2-normalize" => settings.l2_normalize = value.get().expect("type checked upstream"),
+            "post-messages" => settings.post_messages = value.get().expect("type checked upstream"),
+            "onnxruntime-library" => {
+                settings.onnxruntime_library = optional_string(value);
+                if backend::runtime_attempted() {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "ONNX Runtime is already loaded in this process: onnxruntime-library takes effect only in a new process"
+                    );
+                }
+            }
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings();
+        let effective = self.state().as_ref().map(|s| s.effective.clone());
+        match pspec.name() {
+            "model-location" => settings.model_location.to_value(),
+            "input-size" => settings.input_size.to_value(),
+            "aspect" => effective
+                .map(|e| e.aspect)
+                .unwrap_or(settings.aspect.value)
+                .to_value(),
+            "normalization" => effective
+                .map(|e| e.normalization)
+                .unwrap_or(settings.normalization.value)
+                .to_value(),
+            "mean" => array_from_numbers(effective.map(|e| e.mean).unwrap_or(settings.mean.value)).to_value(),
+            "std" => array_from_numbers(effective.map(|e| e.std).unwrap_or(settings.std.value)).to_value(),
+            "channel-order" => effective
+                .map(|e| e.channel_order)
+                .unwrap_or(settings.channel_order.value)
+                .to_value(),
+            "execution-provider" => settings.execution_provider.to_value(),
+            "device" => settings.device.to_value(),
+            "fallback-to-cpu" => settings.fallback_to_cpu.to_value(),
+            "intra-op-threads" => settings.intra_op_threads.to_value(),
+            "cache-dir" => settings.cache_dir.to_value(),
+            "output-name" => settings.output_name.to_value(),
+            "l2-normalize" => settings.l2_normalize.to_value(),
+            "post-messages" => settings.post_messages.to_value(),
+            "onnxruntime-library" => settings.onnxruntime_library.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for FaceNet {}
+
+impl ElementImpl for FaceNet {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "FaceNet face embedding",
+                "Filter/Analyzer/Video",
+                "Computes a face embedding (FaceNet and similar models, through ONNX Runtime) for each frame and attaches it as FaceNetEmbeddingMeta; video passes through unchanged",
+                "gst-facenet developers",
+            )
+        });
+        Some(&*ELEMENT_METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(SUPPORTED_FORMATS)
+                .build();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
+                    .expect("valid template"),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for FaceNet {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings().clone();
+        if let Some(e) = &settings.numbers_error {
+            return Err(gst::error_msg!(gst::LibraryError::Settings, ["{}", e]));
+        }
+        let Some(location) = settings.model_location.clone() else {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx"]
+            ));
+        };
+        let library = settings.onnxruntime_library.as_ref().map(PathBuf::from);
+        let (runtime, note) =
+            backend::runtime(library.as_deref()).map_err(|e| post_backend_error(self, &e))?;
+        if let Some(note) = note {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", note]);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "ONNX Runtime {} from {}",
+            runtime.version,
+            runtime.library.display()
+        );
+        let config = SessionConfig {
+            model_path: PathBuf::from(&location),
+            execution_provider: settings.execution_provider.into(),
+            device: settings.device.clone(),
+            fallback_to_cpu: settings.fallback_to_cpu,
+            intra_op_threads: settings.intra_op_threads as usize,
+            cache_dir: settings.cache_dir.as_ref().map(PathBuf::from),
+            output_name: settings.output_name.clone(),
+        };
+        let model = FaceModel::load(runtime, &config).map_err(|e| post_backend_error(self, &e))?;
+        for warning in model.warnings() {
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+        }
+        let spec = model.spec().clone();
+        let hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
+            gst::error_msg!(gst::ResourceError::Settings, ["{}: {}", location, e])
+        })?;
+
+        let effective = Effective {
+            aspect: settings.aspect.resolve(hints.aspect.map(Into::into)),
+            normalization: settings
+                .normalization
+                .resolve(hints.normalization.map(Into::into)),
+            mean: settings.mean.resolve(hints.mean.map(|m| m.map(f64::from))),
+            std: settings.std.resolve(hints.std.map(|m| m.map(f64::from))),
+            channel_order: settings
+                .channel_order
+                .resolve(hints.channel_order.map(Into::into)),
+        };
+        let size = settings.input_size as usize;
+        let pconfig = PreprocessConfig {
+            width: spec.width.or(size),
+            height: spec.height.or(size),
+            aspect: effective.aspect.into(),
+            layout: spec.layout,
+            channel_order: effective.channel_order.into(),
+            normalization: NormalizationKind::from(effective.normalization)
+                .with_numbers(to_f32(effective.mean), to_f32(effective.std)),
+        };
+        let preprocessor = Preprocessor::new(pconfig.clone())
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        let model_name = hints.model_name.clone().unwrap_or_else(|| {
+            std::path::Path::new(&location)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| location.clone())
+        });
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} ({}): input '{}' {:?} {}x{}, output '{}' of {} values, on {}; {:?}",
+            model_name,
+            location,
+            spec.image_input,
+            spec.layout,
+            pconfig.width,
+            pconfig.height,
+            spec.output,
+            spec.embedding_dim,
+            model.active_provider().nick(),
+            effective
+        );
+        *self.state() = Some(State {
+            tensor: vec![0.0; pconfig.tensor_len()],
+            output: vec![0.0; spec.embedding_dim],
+            model,
+            model_name,
+            preprocessor,
+            video_info: None,
+            colorimetry: YuvColorimetry::default(),
+            format: None,
+            effective,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // Dropping the state releases the ONNX Runtime session.
+        *self.state() = None;
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {}", incaps))?;
+        let format = pixel_format(info.format())
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format in {}", incaps))?;
+        let mut state = self.state();
+        let state = state
+            .as_mut()
+            .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
+        gst::debug!(CAT, imp = self, "caps {} -> {}", incaps, outcaps);
+        state.colorimetry = yuv_colorimetry(&info);
+        state.format = Some(format);
+        state.video_info = Some(info);
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (l2_normalize, post_messages) = {
+            let s = self.settings();
+            (s.l2_normalize, s.post_messages)
+        };
+        let mut guard = self.state();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let (Some(info), Some(format)) = (state.video_info.as_ref(), state.format) else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+
+        {
+            let frame = match gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info) {
+                Ok(frame) => frame,
+                Err(_) => {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        [
+                            "buffer of {} bytes cannot hold a {}x{} {} frame ({} bytes); the upstream element sent a buffer that does not match its caps",
+                            buf.size(),
+                            info.width(),
+                            info.height(),
+                            info.format().to_str(),
+                            info.size()
+                        ]
+                    );
+                    return Err(gst::FlowError::Error);
+                }
+            };
+            let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+            let mut strides = [0usize; 3];
+            for plane in 0..(frame.n_planes() as usize).min(3) {
+                planes[plane] = frame.plane_data(plane as u32).map_err(|_| gst::FlowError::Error)?;
+                strides[plane] = frame.plane_stride()[plane] as usize;
+            }
+            let pframe = Frame {
+                format,
+                width: frame.width() as usize,
+                height: frame.height() as usize,
+                planes,
+                strides,
+                colorimetry: state.colorimetry,
+            };
+            if let Err(e) = state.preprocessor.process(&pframe, &mut state.tensor) {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["cannot read the frame: {}", e]);
+                return Err(gst::FlowError::Error);
+            }
+        }
+
+        let (w, h) = {
+            let c = state.preprocessor.config();
+            (c.width, c.height)
+        };
+        if let Err(e) = state.model.run(&state.tensor, 1, h, w, &mut state.output) {
+            let msg = post_backend_error(self, &e);
+            self.post_error_message(msg);
+            return Err(gst::FlowError::Error);
+        }
+        if l2_normalize {
+            backend::l2_normalize(&mut state.output);
+        }
+        let meta = EmbeddingMeta {
+            embedding: state.output.clone(),
+            model: state.model_name.clone(),
+            l2_normalized: l2_normalize,
+            fresh: true,
+        };
+        drop(guard);
+
+        meta.add_to_buffer(buf).map_err(|e| {
+            gst::error!(CAT, imp = self, "cannot add the embedding meta: {}", e);
+            gst::FlowError::Error
+        })?;
+        gst::trace!(CAT, imp = self, "embedding for {:?}", buf.pts());
+
+        if post_messages {
+            self.post_embedding_message(buf, &meta);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl FaceNet {
+    fn post_embedding_message(&self, buf: &gst::BufferRef, meta: &EmbeddingMeta) {
+        let obj = self.obj();
+        let segment = obj.segment();
+        let (running_time, stream_time) = match (segment.downcast_ref::<gst::ClockTime>(), buf.pts()) {
+            (Some(seg), Some(pts)) => (seg.to_running_time(pts), seg.to_stream_time(pts)),
+            _ => (None, None),
+        };
+        let mut s = gst::Structure::new_empty("facenet-embedding");
+        s.set("timestamp", buf.pts());
+        s.set("running-time", running_time);
+        s.set("stream-time", stream_time);
+        s.set("duration", buf.duration());
+        meta.write_fields(&mut s);
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+}

@@ -1,0 +1,168 @@
+//! The metadata contract: how an embedding travels on a buffer.
+//!
+//! Each processed buffer carries a GstCustomMeta registered under the name
+//! [`EMBEDDING_META_NAME`] (`FaceNetEmbeddingMeta`). Its GstStructure (named like the meta)
+//! has these fields:
+//!
+//! | field           | type                          | meaning                                          |
+//! |-----------------|-------------------------------|--------------------------------------------------|
+//! | `embedding`     | GstValueArray of `G_TYPE_FLOAT` | the embedding, `dimension` values              |
+//! | `dimension`     | `G_TYPE_UINT`                 | number of values (128 for FaceNet)               |
+//! | `model`         | `G_TYPE_STRING`               | the model's name (its `gst-facenet.model-name` metadata, else the file name without extension) |
+//! | `l2-normalized` | `G_TYPE_BOOLEAN`              | whether the vector was scaled to unit length     |
+//! | `fresh`         | `G_TYPE_BOOLEAN`              | computed from this buffer (`true`) or carried from an earlier one (`false`) |
+//!
+//! C readers: `gst_buffer_get_custom_meta (buf, "FaceNetEmbeddingMeta")`, then
+//! `gst_custom_meta_get_structure()`. Python: `buf.get_custom_meta("FaceNetEmbeddingMeta")`.
+//! Rust: [`EmbeddingMeta::from_buffer`].
+
+use gst::prelude::*;
+
+/// Name under which the custom meta is registered.
+pub const EMBEDDING_META_NAME: &str = "FaceNetEmbeddingMeta";
+
+/// Field names of the meta's structure (and of element messages and ROI params).
+pub mod fields {
+    pub const EMBEDDING: &str = "embedding";
+    pub const DIMENSION: &str = "dimension";
+    pub const MODEL: &str = "model";
+    pub const L2_NORMALIZED: &str = "l2-normalized";
+    pub const FRESH: &str = "fresh";
+}
+
+/// Registers the custom meta (idempotent). The plugin does this when it loads; an
+/// application reading metas only needs the plugin loaded.
+pub fn register() {
+    if !gst::meta::CustomMeta::is_registered(EMBEDDING_META_NAME) {
+        // No tags: the embedding describes the picture's content, so elements that only
+        // convert or scale the video may keep it.
+        gst::meta::CustomMeta::register(EMBEDDING_META_NAME, &[]);
+    }
+}
+
+/// An embedding as carried by `FaceNetEmbeddingMeta`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingMeta {
+    pub embedding: Vec<f32>,
+    pub model: String,
+    pub l2_normalized: bool,
+    pub fresh: bool,
+}
+
+impl EmbeddingMeta {
+    pub fn dimension(&self) -> usize {
+        self.embedding.len()
+    }
+
+    /// Reads the meta from a buffer; `None` when the buffer has none (or it is malformed).
+    pub fn from_buffer(buffer: &gst::BufferRef) -> Option<Self> {
+        let meta = gst::meta::CustomMeta::from_buffer(buffer, EMBEDDING_META_NAME).ok()?;
+        Self::from_structure(meta.structure()).ok()
+    }
+
+    /// Parses the documented fields from any structure that carries them (the custom
+    /// meta, an element message or a region-of-interest param).
+    pub fn from_structure(s: &gst::StructureRef) -> Result<Self, String> {
+        let array = s
+            .get::<gst::Array>(fields::EMBEDDING)
+            .map_err(|e| format!("field '{}': {e}", fields::EMBEDDING))?;
+        let embedding = array
+            .iter()
+            .map(|v| v.get::<f32>().map_err(|e| format!("embedding value: {e}")))
+            .collect::<Result<Vec<f32>, String>>()?;
+        let dimension = s
+            .get::<u32>(fields::DIMENSION)
+            .map_err(|e| format!("field '{}': {e}", fields::DIMENSION))?;
+        if dimension as usize != embedding.len() {
+            return Err(format!(
+                "dimension {dimension} does not match the {} embedding values",
+                embedding.len()
+            ));
+        }
+        Ok(EmbeddingMeta {
+            embedding,
+            model: s
+                .get::<String>(fields::MODEL)
+                .map_err(|e| format!("field '{}': {e}", fields::MODEL))?,
+            l2_normalized: s
+                .get::<bool>(fields::L2_NORMALIZED)
+                .map_err(|e| format!("field '{}': {e}", fields::L2_NORMALIZED))?,
+            fresh: s
+                .get::<bool>(fields::FRESH)
+                .map_err(|e| format!("field '{}': {e}", fields::FRESH))?,
+        })
+    }
+
+    /// Writes the documented fields into `s`.
+    pub fn write_fields(&self, s: &mut gst::StructureRef) {
+        s.set(
+            fields::EMBEDDING,
+            gst::Array::new(self.embedding.iter().map(|v| v.to_send_value())),
+        );
+        s.set(fields::DIMENSION, self.embedding.len() as u32);
+        s.set(fields::MODEL, self.model.as_str());
+        s.set(fields::L2_NORMALIZED, self.l2_normalized);
+        s.set(fields::FRESH, self.fresh);
+    }
+
+    /// Attaches this embedding to `buffer` as `FaceNetEmbeddingMeta`, replacing any
+    /// earlier one.
+    pub fn add_to_buffer(&self, buffer: &mut gst::BufferRef) -> Result<(), gst::glib::BoolError> {
+        if let Ok(existing) = gst::meta::CustomMeta::from_mut_buffer(buffer, EMBEDDING_META_NAME) {
+            existing.remove()?;
+        }
+        let mut meta = gst::meta::CustomMeta::add(buffer, EMBEDDING_META_NAME)?;
+        self.write_fields(meta.mut_structure());
+        Ok(())
+    }
+
+    /// Squared Euclidean distance to another embedding of the same dimension.
+    pub fn squared_distance(&self, other: &EmbeddingMeta) -> Option<f32> {
+        (self.embedding.len() == other.embedding.len()).then(|| {
+            self.embedding
+                .iter()
+                .zip(&other.embedding)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_through_buffer() {
+        gst::init().unwrap();
+        register();
+        let meta = EmbeddingMeta {
+            embedding: vec![0.5, -1.25, 3.0],
+            model: "test".into(),
+            l2_normalized: false,
+            fresh: true,
+        };
+        let mut buffer = gst::Buffer::new();
+        meta.add_to_buffer(buffer.get_mut().unwrap()).unwrap();
+        // Replacing keeps one meta.
+        meta.add_to_buffer(buffer.get_mut().unwrap()).unwrap();
+        assert_eq!(EmbeddingMeta::from_buffer(&buffer), Some(meta.clone()));
+        let copy = buffer.copy();
+        assert_eq!(EmbeddingMeta::from_buffer(&copy), Some(meta));
+        assert_eq!(EmbeddingMeta::from_buffer(&gst::Buffer::new()), None);
+    }
+
+    #[test]
+    fn malformed_structure_is_an_error() {
+        gst::init().unwrap();
+        let s = gst::Structure::builder(EMBEDDING_META_NAME)
+            .field(fields::EMBEDDING, gst::Array::new([1.0f32.to_send_value()]))
+            .field(fields::DIMENSION, 2u32)
+            .field(fields::MODEL, "m")
+            .field(fields::L2_NORMALIZED, false)
+            .field(fields::FRESH, true)
+            .build();
+        let e = EmbeddingMeta::from_structure(&s).unwrap_err();
+        assert!(e.contains("dimension 2"), "{e}");
+    }
+}
