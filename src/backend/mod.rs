@@ -207,16 +207,30 @@ fn load(source: &LibrarySource) -> Result<Runtime, String> {
         LogLevel::Fatal => ort::logging::LogLevel::Fatal,
     };
     environment.set_log_level(env_level);
-    let version = ort::info()
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| "unknown".to_string());
+    let version = library_version(&path);
     Ok(Runtime {
         library: path,
         version,
         environment,
     })
+}
+
+/// ONNX Runtime's version, from the versioned file the library name resolves to
+/// (`libonnxruntime.so.1.24.1`) or else its build-info string.
+fn library_version(path: &Path) -> String {
+    let from_name = std::fs::canonicalize(path).ok().and_then(|p| {
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        let (_, v) = name.split_once(".so.")?;
+        v.chars().all(|c| c.is_ascii_digit() || c == '.').then(|| v.to_string())
+    });
+    from_name
+        .or_else(|| {
+            ort::info()
+                .split(',')
+                .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "of unknown version".to_string())
 }
 
 /// The runtime, loading it on first use. `property` is honoured only by the first load in

@@ -58,7 +58,10 @@ fn describe(outlet: &ort::value::Outlet) -> TensorDesc {
                 _ => ElementKind::Other,
             },
             shape: Some(shape.iter().copied().collect()),
-            type_name: format!("{ty}").to_lowercase(),
+            type_name: match ty {
+                TensorElementType::Float32 => "float32".to_string(),
+                other => format!("{other}").to_lowercase(),
+            },
         },
         other => TensorDesc {
             name: outlet.name().to_string(),

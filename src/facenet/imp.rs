@@ -408,15 +408,15 @@ fn yuv_colorimetry(info: &gst_video::VideoInfo) -> YuvColorimetry {
 fn post_backend_error(imp: &FaceNet, err: &BackendError) -> gst::ErrorMessage {
     let text = err.to_string();
     match err {
-        BackendError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
-        BackendError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{}", text]),
-        BackendError::ModelLoad(_) => gst::error_msg!(gst::ResourceError::OpenRead, ["{}", text]),
-        BackendError::InvalidModel(_) => gst::error_msg!(gst::ResourceError::Settings, ["{}", text]),
-        BackendError::Configuration(_) => gst::error_msg!(gst::LibraryError::Settings, ["{}", text]),
-        BackendError::ExecutionProvider(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", text]),
+        BackendError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
+        BackendError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", text)),
+        BackendError::ModelLoad(_) => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text)),
+        BackendError::InvalidModel(_) => gst::error_msg!(gst::ResourceError::Settings, ("{}", text)),
+        BackendError::Configuration(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", text)),
+        BackendError::ExecutionProvider(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
         BackendError::Inference(_) => {
             gst::error!(CAT, imp = imp, "{}", text);
-            gst::error_msg!(gst::StreamError::Failed, ["{}", text])
+            gst::error_msg!(gst::StreamError::Failed, ("{}", text))
         }
     }
 }
@@ -651,19 +651,19 @@ impl BaseTransformImpl for FaceNet {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings().clone();
         if let Some(e) = &settings.numbers_error {
-            return Err(gst::error_msg!(gst::LibraryError::Settings, ["{}", e]));
+            return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
         }
         let Some(location) = settings.model_location.clone() else {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx"]
+                ("model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx")
             ));
         };
         let library = settings.onnxruntime_library.as_ref().map(PathBuf::from);
         let (runtime, note) =
             backend::runtime(library.as_deref()).map_err(|e| post_backend_error(self, &e))?;
         if let Some(note) = note {
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", note]);
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", note));
         }
         gst::info!(
             CAT,
@@ -683,11 +683,11 @@ impl BaseTransformImpl for FaceNet {
         };
         let model = FaceModel::load(runtime, &config).map_err(|e| post_backend_error(self, &e))?;
         for warning in model.warnings() {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ["{}", warning]);
+            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
         }
         let spec = model.spec().clone();
         let hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::Settings, ["{}: {}", location, e])
+            gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e))
         })?;
 
         let effective = Effective {
@@ -712,7 +712,7 @@ impl BaseTransformImpl for FaceNet {
                 .with_numbers(to_f32(effective.mean), to_f32(effective.std)),
         };
         let preprocessor = Preprocessor::new(pconfig.clone())
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         let model_name = hints.model_name.clone().unwrap_or_else(|| {
             std::path::Path::new(&location)
                 .file_stem()
@@ -788,14 +788,14 @@ impl BaseTransformImpl for FaceNet {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        [
+                        (
                             "buffer of {} bytes cannot hold a {}x{} {} frame ({} bytes); the upstream element sent a buffer that does not match its caps",
                             buf.size(),
                             info.width(),
                             info.height(),
                             info.format().to_str(),
                             info.size()
-                        ]
+                        )
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -815,7 +815,7 @@ impl BaseTransformImpl for FaceNet {
                 colorimetry: state.colorimetry,
             };
             if let Err(e) = state.preprocessor.process(&pframe, &mut state.tensor) {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["cannot read the frame: {}", e]);
+                gst::element_imp_error!(self, gst::StreamError::Format, ("cannot read the frame: {}", e));
                 return Err(gst::FlowError::Error);
             }
         }
