@@ -1,0 +1,131 @@
+# gst-facenet developer entry points. GNU make; every target is idempotent.
+#
+#   make setup      Rust check, apt packages, pinned ONNX Runtime (.ort/), Python venv (.venv/)
+#   make fixtures   setup + fixture models (models/fixtures/out/) + reference data (tests/data/generated/)
+#   make build      cargo build --release (GST_FACENET_ORT_DYLIB = pinned ORT library)
+#   make test       setup, fixtures, build, cargo test --release, pytest tests/python
+#   make lint       cargo fmt --check; cargo clippy --all-targets --release -- -D warnings
+#   make demo       setup, fixtures, build, scripts/demo.sh
+#   make install    plugin into $(DESTDIR)$(PLUGINDIR)   (PREFIX, PLUGINDIR, DESTDIR honoured)
+#   make uninstall  remove it again
+#   make clean      build outputs and generated test data; `make distclean` also .venv .ort .cache
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-print-directory
+
+# rustup's default location, for shells that do not source ~/.cargo/env
+ifeq ($(shell command -v cargo 2>/dev/null),)
+  ifneq ($(wildcard $(HOME)/.cargo/bin/cargo),)
+    export PATH := $(HOME)/.cargo/bin:$(PATH)
+  endif
+endif
+
+CARGO   ?= cargo
+VENV    := $(CURDIR)/.venv
+PYTHON  := $(VENV)/bin/python
+
+ORT_VERSION    := 1.24.1
+ORT_LIB_DIR    := $(CURDIR)/.ort/onnxruntime-openvino-$(ORT_VERSION)/lib
+ORT_DYLIB_PATH := $(ORT_LIB_DIR)/libonnxruntime.so
+
+FIXTURES_DIR  := $(CURDIR)/models/fixtures/out
+REFERENCE_DIR := $(CURDIR)/tests/data/generated
+PLUGIN_SO     := $(CURDIR)/target/release/libgstfacenet.so
+
+# build.rs bakes GST_FACENET_ORT_DYLIB in as the plugin's default library path; the ort crate
+# (load-dynamic) reads ORT_DYLIB_PATH. Exported for every cargo call so that build, test and
+# clippy see the same value and do not rebuild each other's outputs.
+export GST_FACENET_ORT_DYLIB := $(ORT_DYLIB_PATH)
+export ORT_DYLIB_PATH
+# Where the generated test inputs live (for tests that want them without hard-coded paths).
+export GST_FACENET_FIXTURES_DIR  := $(FIXTURES_DIR)
+export GST_FACENET_REFERENCE_DIR := $(REFERENCE_DIR)
+
+PREFIX    ?= $(shell pkg-config --variable=prefix gstreamer-1.0 2>/dev/null || echo /usr/local)
+PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pluginsdir gstreamer-1.0 2>/dev/null || echo $(PREFIX)/lib/gstreamer-1.0)
+
+# Environment for running GStreamer against the freshly built plugin.
+GST_TEST_ENV := GST_PLUGIN_PATH=$(CURDIR)/target/release GST_REGISTRY_1_0=$(CURDIR)/target/gst-registry.bin
+
+.PHONY: all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
+        demo install uninstall lint fmt clean distclean print-env
+
+all: build
+
+## setup ---------------------------------------------------------------------------------------
+setup: check-rust setup-apt setup-ort setup-venv
+
+check-rust:
+	@scripts/check-rust.sh
+
+setup-apt:
+	@scripts/setup-apt.sh
+
+setup-ort: setup-apt
+	@scripts/setup-ort.sh
+
+setup-venv: setup-apt setup-ort
+	@scripts/setup-venv.sh
+
+## generated test inputs -------------------------------------------------------------------------
+fixtures: setup
+	@$(PYTHON) models/fixtures/make_fixtures.py $(FIXTURES_DIR)
+	@$(PYTHON) tests/python/make_reference.py --fixtures $(FIXTURES_DIR) --out $(REFERENCE_DIR)
+
+## build -----------------------------------------------------------------------------------------
+build: check-rust setup-apt setup-ort
+	$(CARGO) build --release
+
+## test ------------------------------------------------------------------------------------------
+test: setup fixtures build
+	$(CARGO) test --release
+	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
+
+test-rust: setup fixtures build
+	$(CARGO) test --release
+
+test-python: setup fixtures build
+	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
+
+## demo ------------------------------------------------------------------------------------------
+demo: setup fixtures build
+	$(GST_TEST_ENV) scripts/demo.sh
+
+## install ---------------------------------------------------------------------------------------
+install:
+	@if [ ! -f "$(PLUGIN_SO)" ]; then $(MAKE) build; fi
+	install -d "$(DESTDIR)$(PLUGINDIR)"
+	install -m 0644 "$(PLUGIN_SO)" "$(DESTDIR)$(PLUGINDIR)/libgstfacenet.so"
+
+uninstall:
+	rm -f "$(DESTDIR)$(PLUGINDIR)/libgstfacenet.so"
+
+## lint ------------------------------------------------------------------------------------------
+lint: check-rust setup-apt setup-ort
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --release -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## housekeeping ----------------------------------------------------------------------------------
+clean:
+	-$(CARGO) clean
+	rm -rf "$(FIXTURES_DIR)" "$(REFERENCE_DIR)"
+	find tests models scripts -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache
+
+distclean: clean
+	rm -rf .venv .ort .cache
+
+print-env:
+	@echo "ORT_DYLIB_PATH=$(ORT_DYLIB_PATH)"
+	@echo "GST_FACENET_ORT_DYLIB=$(GST_FACENET_ORT_DYLIB)"
+	@echo "GST_FACENET_FIXTURES_DIR=$(FIXTURES_DIR)"
+	@echo "GST_FACENET_REFERENCE_DIR=$(REFERENCE_DIR)"
+	@echo "GST_PLUGIN_PATH=$(CURDIR)/target/release"
+	@echo "PREFIX=$(PREFIX)"
+	@echo "PLUGINDIR=$(PLUGINDIR)"
+	@echo "PYTHON=$(PYTHON)"
