@@ -31,6 +31,13 @@ ORT_LIB_DIR    := $(CURDIR)/.ort/onnxruntime-openvino-$(ORT_VERSION)/lib
 ORT_DYLIB_PATH := $(ORT_LIB_DIR)/libonnxruntime.so
 
 FIXTURES_DIR  := $(CURDIR)/models/fixtures/out
+MODELS_DIR    := $(CURDIR)/models/out
+FACEAPI_DIR   := $(CURDIR)/models/faceapi
+FACEAPI_NPM   := $(FACEAPI_DIR)/node_modules/.package-lock.json
+FACEAPI_RESNET := $(MODELS_DIR)/faceapi_resnet128.onnx
+IRV1_128      := $(MODELS_DIR)/inception_resnet_v1_128.onnx
+IRV1_512      := $(MODELS_DIR)/inception_resnet_v1_512.onnx
+MODELS        := $(FACEAPI_RESNET) $(IRV1_128) $(IRV1_512)
 REFERENCE_DIR := $(CURDIR)/tests/data/generated
 PLUGIN_SO     := $(CURDIR)/target/release/libgstfacenet.so
 
@@ -49,7 +56,7 @@ PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pl
 # Environment for running GStreamer against the freshly built plugin.
 GST_TEST_ENV := GST_PLUGIN_PATH=$(CURDIR)/target/release GST_REGISTRY_1_0=$(CURDIR)/target/gst-registry.bin
 
-.PHONY: all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
+.PHONY: models check-models all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
         demo install uninstall lint fmt clean distclean print-env
 
 all: build
@@ -74,12 +81,35 @@ fixtures: setup
 	@$(PYTHON) models/fixtures/make_fixtures.py $(FIXTURES_DIR)
 	@$(PYTHON) tests/python/make_reference.py --fixtures $(FIXTURES_DIR) --out $(REFERENCE_DIR)
 
+## models (models/README.md) -------------------------------------------------------------------
+models: setup $(MODELS)
+
+# face-api's npm package (pinned in models/faceapi/package-lock.json) carries the weights.
+$(FACEAPI_NPM): $(FACEAPI_DIR)/package-lock.json
+	cd $(FACEAPI_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+$(FACEAPI_RESNET): $(FACEAPI_NPM) $(FACEAPI_DIR)/convert.py
+	$(PYTHON) $(FACEAPI_DIR)/convert.py $@
+
+$(IRV1_128): models/inception_resnet_v1/build.py
+	$(PYTHON) models/inception_resnet_v1/build.py --seed 0 --dim 128 -o $@
+
+$(IRV1_512): models/inception_resnet_v1/build.py
+	$(PYTHON) models/inception_resnet_v1/build.py --seed 0 --dim 512 -o $@
+
+# The converted models against the original code (face-api in Node) and the recorded
+# facenet-pytorch parameter table.
+check-models: models
+	PYTHON=$(PYTHON) $(FACEAPI_DIR)/check.sh $(FACEAPI_RESNET)
+	$(PYTHON) -m pytest -q models/inception_resnet_v1
+
 ## build -----------------------------------------------------------------------------------------
 build: check-rust setup-apt setup-ort
 	$(CARGO) build --release
 
 ## test ------------------------------------------------------------------------------------------
-test: setup fixtures build
+test: setup fixtures models build check-models
 	$(CARGO) test --release
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
 
@@ -90,7 +120,7 @@ test-python: setup fixtures build
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
 
 ## demo ------------------------------------------------------------------------------------------
-demo: setup fixtures build
+demo: setup fixtures models build
 	$(GST_TEST_ENV) scripts/demo.sh
 
 ## install ---------------------------------------------------------------------------------------

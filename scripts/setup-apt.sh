@@ -16,6 +16,10 @@ PACKAGES=(
     python3-venv
     unzip
 )
+# The model converters check themselves against face-api running in Node.js.
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+    PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
