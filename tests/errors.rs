@@ -17,14 +17,21 @@ fn single_error(props: &str) -> String {
     common::init();
     let messages = common::run_pipeline(&pipeline_with(props));
     let errors = common::errors(&messages);
-    assert_eq!(errors.len(), 1, "expected one error for '{props}', got {errors:?}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error for '{props}', got {errors:?}"
+    );
     errors[0].clone()
 }
 
 #[test]
 fn model_location_missing_or_unset() {
     let e = single_error("model-location=/nonexistent/face.onnx");
-    assert!(e.contains("/nonexistent/face.onnx") && e.contains("No such file"), "{e}");
+    assert!(
+        e.contains("/nonexistent/face.onnx") && e.contains("No such file"),
+        "{e}"
+    );
     let e = single_error("");
     assert!(e.contains("model-location is not set"), "{e}");
 }
@@ -34,7 +41,10 @@ fn files_that_are_not_onnx_models() {
     for name in ["not_onnx.onnx", "truncated.onnx"] {
         let path = common::fixture(name);
         let e = single_error(&format!("model-location={path}"));
-        assert!(e.contains("could not load") && e.contains(&path), "{name}: {e}");
+        assert!(
+            e.contains("could not load") && e.contains(&path),
+            "{name}: {e}"
+        );
     }
     let dir = std::env::temp_dir();
     let e = single_error(&format!("model-location={}", dir.display()));
@@ -61,21 +71,35 @@ fn models_with_the_wrong_interface() {
         "model-location={} output-name=embedding post-messages=true",
         common::fixture("facenet_two_outputs.onnx")
     )));
-    assert!(common::errors(&messages).is_empty(), "{:?}", common::errors(&messages));
+    assert!(
+        common::errors(&messages).is_empty(),
+        "{:?}",
+        common::errors(&messages)
+    );
 }
 
 #[test]
 fn bad_property_values() {
     let model = common::fixture("facenet_nchw.onnx");
-    let e = single_error(&format!("model-location={model} normalization=fixed mean=\"<1, 2>\""));
+    let e = single_error(&format!(
+        "model-location={model} normalization=fixed mean=\"<1, 2>\""
+    ));
     assert!(e.contains("three numbers"), "{e}");
-    let e = single_error(&format!("model-location={model} normalization=fixed std=\"<1, 0, 1>\""));
+    let e = single_error(&format!(
+        "model-location={model} normalization=fixed std=\"<1, 0, 1>\""
+    ));
     assert!(e.contains("positive"), "{e}");
-    let e = single_error(&format!("model-location={model} execution-provider=openvino device=MYRIAD"));
+    let e = single_error(&format!(
+        "model-location={model} execution-provider=openvino device=MYRIAD"
+    ));
     assert!(e.contains("NPU") && e.contains("MYRIAD"), "{e}");
-    let e = single_error(&format!("model-location={model} execution-provider=openvino device=CPU_FP32"));
+    let e = single_error(&format!(
+        "model-location={model} execution-provider=openvino device=CPU_FP32"
+    ));
     assert!(e.contains("device=CPU"), "{e}");
-    let e = single_error(&format!("model-location={model} execution-provider=cuda device=GPU"));
+    let e = single_error(&format!(
+        "model-location={model} execution-provider=cuda device=GPU"
+    ));
     assert!(e.contains("GPU index"), "{e}");
 }
 
@@ -88,23 +112,37 @@ fn unavailable_execution_provider_falls_back_or_fails() {
         let messages = common::run_pipeline(&pipeline_with(&format!(
             "model-location={model} execution-provider={ep} post-messages=true"
         )));
-        assert!(common::errors(&messages).is_empty(), "{:?}", common::errors(&messages));
+        assert!(
+            common::errors(&messages).is_empty(),
+            "{:?}",
+            common::errors(&messages)
+        );
         let warnings = common::warnings(&messages);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            warnings[0].contains("running on the CPU instead") && warnings[0].contains("onnxruntime-gpu"),
+            warnings[0].contains("running on the CPU instead")
+                && warnings[0].contains("onnxruntime-gpu"),
             "{}",
             warnings[0]
         );
         let embeddings = messages
             .iter()
-            .filter(|m| m.structure().is_some_and(|s| s.name() == "facenet-embedding"))
+            .filter(|m| {
+                m.structure()
+                    .is_some_and(|s| s.name() == "facenet-embedding")
+            })
             .count();
         assert_eq!(embeddings, 3);
 
         // Strict: an error instead.
-        let e = single_error(&format!("model-location={model} execution-provider={ep} fallback-to-cpu=false"));
-        assert!(e.contains("is not compiled into the ONNX Runtime library") && e.contains("fallback-to-cpu"), "{e}");
+        let e = single_error(&format!(
+            "model-location={model} execution-provider={ep} fallback-to-cpu=false"
+        ));
+        assert!(
+            e.contains("is not compiled into the ONNX Runtime library")
+                && e.contains("fallback-to-cpu"),
+            "{e}"
+        );
     }
 }
 
@@ -114,10 +152,15 @@ const CHILD_VAR: &str = "GST_FACENET_TEST_CHILD";
 /// what it printed.
 fn run_child(scenario: &str, envs: &[(&str, &str)], remove: &[&str]) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "onnxruntime_library_problems", "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, scenario)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--exact",
+        "onnxruntime_library_problems",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_VAR, scenario)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -139,7 +182,11 @@ fn run_child(scenario: &str, envs: &[(&str, &str)], remove: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "child '{scenario}' failed ({:?}):\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "child '{scenario}' failed ({:?}):\n{text}",
+        out.status
+    );
     text
 }
 
@@ -151,7 +198,9 @@ fn child_main(scenario: &str) {
     gstfacenet::plugin_register_static().unwrap();
     let model = common::fixture("facenet_nchw.onnx");
     let props = match scenario {
-        "property" => format!("model-location={model} onnxruntime-library=/nonexistent/prop/libonnxruntime.so"),
+        "property" => format!(
+            "model-location={model} onnxruntime-library=/nonexistent/prop/libonnxruntime.so"
+        ),
         _ => format!("model-location={model}"),
     };
     let messages = common::run_pipeline(&pipeline_with(&props));
@@ -171,18 +220,44 @@ fn onnxruntime_library_problems() {
         return;
     }
     common::init();
-    let out = run_child("env", &[("ORT_DYLIB_PATH", "/nonexistent/env/libonnxruntime.so")], &[]);
+    let out = run_child(
+        "env",
+        &[("ORT_DYLIB_PATH", "/nonexistent/env/libonnxruntime.so")],
+        &[],
+    );
     assert!(out.contains("CHILD-ERROR"), "{out}");
-    assert!(out.contains("/nonexistent/env/libonnxruntime.so") && out.contains("ORT_DYLIB_PATH"), "{out}");
-    assert!(out.contains("does not exist") && out.contains("make setup"), "{out}");
-    assert!(out.contains("CHILD-AGAIN") && out.contains("loads once per process"), "{out}");
+    assert!(
+        out.contains("/nonexistent/env/libonnxruntime.so") && out.contains("ORT_DYLIB_PATH"),
+        "{out}"
+    );
+    assert!(
+        out.contains("does not exist") && out.contains("make setup"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CHILD-AGAIN") && out.contains("loads once per process"),
+        "{out}"
+    );
 
     let out = run_child("property", &[], &["ORT_DYLIB_PATH"]);
-    assert!(out.contains("/nonexistent/prop/libonnxruntime.so") && out.contains("onnxruntime-library property"), "{out}");
+    assert!(
+        out.contains("/nonexistent/prop/libonnxruntime.so")
+            && out.contains("onnxruntime-library property"),
+        "{out}"
+    );
 
-    let corrupt = std::env::temp_dir().join(format!("gst-facenet-corrupt-{}.so", std::process::id()));
+    let corrupt =
+        std::env::temp_dir().join(format!("gst-facenet-corrupt-{}.so", std::process::id()));
     std::fs::write(&corrupt, b"this is not a shared library").unwrap();
-    let out = run_child("corrupt", &[("ORT_DYLIB_PATH", corrupt.to_str().unwrap())], &[]);
+    let out = run_child(
+        "corrupt",
+        &[("ORT_DYLIB_PATH", corrupt.to_str().unwrap())],
+        &[],
+    );
     std::fs::remove_file(&corrupt).unwrap();
-    assert!(out.contains("could not load the ONNX Runtime library") && out.contains(corrupt.to_str().unwrap()), "{out}");
+    assert!(
+        out.contains("could not load the ONNX Runtime library")
+            && out.contains(corrupt.to_str().unwrap()),
+        "{out}"
+    );
 }

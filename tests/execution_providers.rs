@@ -17,14 +17,21 @@ fn embed(model: &str, ep: &str, device: Option<&str>, frame: &[u8]) -> Vec<f32> 
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.play();
     h.set_src_caps_str("video/x-raw,format=RGB,width=200,height=180,framerate=30/1");
-    let out = h.push_and_pull(gst::Buffer::from_slice(frame.to_vec())).unwrap();
+    let out = h
+        .push_and_pull(gst::Buffer::from_slice(frame.to_vec()))
+        .unwrap();
     EmbeddingMeta::from_buffer(&out).expect("meta").embedding
 }
 
 #[test]
 fn openvino_cpu_matches_the_cpu_provider() {
     common::init();
-    for model in ["facenet_nchw.onnx", "facenet_nhwc.onnx", "facenet_dynamic.onnx", "facenet_512.onnx"] {
+    for model in [
+        "facenet_nchw.onnx",
+        "facenet_nhwc.onnx",
+        "facenet_dynamic.onnx",
+        "facenet_512.onnx",
+    ] {
         for seed in 0..3 {
             let frame = common::noise(200 * 180 * 3, seed);
             let cpu = embed(model, "cpu", None, &frame);

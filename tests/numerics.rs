@@ -21,7 +21,10 @@ fn every_format_matches_the_python_reference() {
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let format = case["format"].as_str().unwrap();
-        let (w, h) = (case["width"].as_u64().unwrap(), case["height"].as_u64().unwrap());
+        let (w, h) = (
+            case["width"].as_u64().unwrap(),
+            case["height"].as_u64().unwrap(),
+        );
         let mut caps = format!("video/x-raw,format={format},width={w},height={h},framerate=30/1");
         if let Some(c) = case["colorimetry"].as_str() {
             caps.push_str(&format!(",colorimetry={c}"));
@@ -37,23 +40,39 @@ fn every_format_matches_the_python_reference() {
         // Only the model's own metadata configures the element: the reference applies the
         // pre-processing the metadata asks for.
         let element = gst::ElementFactory::make("facenet")
-            .property("model-location", common::fixture(case["model"].as_str().unwrap()))
+            .property(
+                "model-location",
+                common::fixture(case["model"].as_str().unwrap()),
+            )
             .build()
             .unwrap();
         let mut harness = Harness::with_element(&element, Some("sink"), Some("src"));
         harness.play();
         harness.set_src_caps_str(&caps);
-        let out = harness.push_and_pull(gst::Buffer::from_mut_slice(raw)).unwrap();
+        let out = harness
+            .push_and_pull(gst::Buffer::from_mut_slice(raw))
+            .unwrap();
         let meta = EmbeddingMeta::from_buffer(&out).unwrap_or_else(|| panic!("{name}: no meta"));
-        assert_eq!(meta.dimension(), case["dimension"].as_u64().unwrap() as usize, "{name}");
+        assert_eq!(
+            meta.dimension(),
+            case["dimension"].as_u64().unwrap() as usize,
+            "{name}"
+        );
         let diff = common::max_abs_diff(&meta.embedding, &expected);
         println!("{name}: max abs diff {diff:.2e}");
-        assert!(diff <= tolerance, "{name}: max abs diff {diff} > {tolerance}");
+        assert!(
+            diff <= tolerance,
+            "{name}: max abs diff {diff} > {tolerance}"
+        );
         formats_seen.insert(format.to_string());
     }
     for format in [
-        "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx", "xRGB", "xBGR", "ARGB", "ABGR", "I420", "NV12", "GRAY8",
+        "RGB", "BGR", "RGBA", "BGRA", "RGBx", "BGRx", "xRGB", "xBGR", "ARGB", "ABGR", "I420",
+        "NV12", "GRAY8",
     ] {
-        assert!(formats_seen.contains(format), "no reference case for {format}");
+        assert!(
+            formats_seen.contains(format),
+            "no reference case for {format}"
+        );
     }
 }

@@ -161,8 +161,10 @@ impl LibrarySource {
 
 fn load(source: &LibrarySource) -> Result<Runtime, String> {
     let path = source.path();
-    if matches!(source, LibrarySource::Property(_) | LibrarySource::Environment(_))
-        && !path.exists()
+    if matches!(
+        source,
+        LibrarySource::Property(_) | LibrarySource::Environment(_)
+    ) && !path.exists()
     {
         return Err(format!(
             "ONNX Runtime library not found: {} does not exist; {INSTALL_HINT}",
@@ -180,7 +182,11 @@ fn load(source: &LibrarySource) -> Result<Runtime, String> {
         let sink = sink.clone();
         let min_level = *min_level;
         builder = builder.with_logger(Arc::new(
-            move |level: ort::logging::LogLevel, category: &str, _id: &str, location: &str, msg: &str| {
+            move |level: ort::logging::LogLevel,
+                  category: &str,
+                  _id: &str,
+                  location: &str,
+                  msg: &str| {
                 let level = match level {
                     ort::logging::LogLevel::Verbose => LogLevel::Verbose,
                     ort::logging::LogLevel::Info => LogLevel::Info,
@@ -221,7 +227,9 @@ fn library_version(path: &Path) -> String {
     let from_name = std::fs::canonicalize(path).ok().and_then(|p| {
         let name = p.file_name()?.to_string_lossy().into_owned();
         let (_, v) = name.split_once(".so.")?;
-        v.chars().all(|c| c.is_ascii_digit() || c == '.').then(|| v.to_string())
+        v.chars()
+            .all(|c| c.is_ascii_digit() || c == '.')
+            .then(|| v.to_string())
     });
     from_name
         .or_else(|| {
@@ -236,7 +244,9 @@ fn library_version(path: &Path) -> String {
 /// The runtime, loading it on first use. `property` is honoured only by the first load in
 /// the process; later callers get the loaded runtime and, if they asked for another
 /// library, a note saying theirs was ignored.
-pub fn runtime(property: Option<&Path>) -> Result<(&'static Runtime, Option<String>), BackendError> {
+pub fn runtime(
+    property: Option<&Path>,
+) -> Result<(&'static Runtime, Option<String>), BackendError> {
     let source = LibrarySource::resolve(property);
     let outcome = RUNTIME.get_or_init(|| load(&source));
     match outcome {
@@ -390,7 +400,11 @@ pub fn available_providers() -> Vec<&'static str> {
 
 /// Scales `v` to unit Euclidean length; a zero vector is left as it is.
 pub fn l2_normalize(v: &mut [f32]) {
-    let norm = v.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
     if norm > 0.0 && norm.is_finite() {
         let inv = (1.0 / norm) as f32;
         v.iter_mut().for_each(|x| *x *= inv);
@@ -405,19 +419,32 @@ mod tests {
     fn devices() {
         use ExecutionProvider::*;
         assert_eq!(parse_device(OpenVino, None).unwrap(), Device::Default);
-        assert_eq!(parse_device(OpenVino, Some("cpu")).unwrap(), Device::OpenVino("CPU".into()));
-        assert_eq!(parse_device(OpenVino, Some("GPU.1")).unwrap(), Device::OpenVino("GPU.1".into()));
+        assert_eq!(
+            parse_device(OpenVino, Some("cpu")).unwrap(),
+            Device::OpenVino("CPU".into())
+        );
+        assert_eq!(
+            parse_device(OpenVino, Some("GPU.1")).unwrap(),
+            Device::OpenVino("GPU.1".into())
+        );
         assert_eq!(
             parse_device(OpenVino, Some("AUTO:GPU,CPU")).unwrap(),
             Device::OpenVino("AUTO:GPU,CPU".into())
         );
-        let e = parse_device(OpenVino, Some("MYRIAD")).unwrap_err().to_string();
+        let e = parse_device(OpenVino, Some("MYRIAD"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NPU") && e.contains("MYRIAD"), "{e}");
-        let e = parse_device(OpenVino, Some("CPU_FP32")).unwrap_err().to_string();
+        let e = parse_device(OpenVino, Some("CPU_FP32"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("device=CPU"), "{e}");
         assert!(parse_device(OpenVino, Some("TPU")).is_err());
         assert_eq!(parse_device(Cuda, Some("1")).unwrap(), Device::CudaId(1));
-        assert_eq!(parse_device(TensorRt, Some("cuda:0")).unwrap(), Device::CudaId(0));
+        assert_eq!(
+            parse_device(TensorRt, Some("cuda:0")).unwrap(),
+            Device::CudaId(0)
+        );
         assert!(parse_device(Cuda, Some("GPU")).is_err());
         assert!(parse_device(Cuda, Some("-1")).is_err());
         assert!(parse_device(Cpu, Some("0")).is_err());
@@ -437,7 +464,10 @@ mod tests {
     #[test]
     fn property_wins_over_environment() {
         let s = LibrarySource::resolve(Some(Path::new("/x/libonnxruntime.so")));
-        assert_eq!(s, LibrarySource::Property(PathBuf::from("/x/libonnxruntime.so")));
+        assert_eq!(
+            s,
+            LibrarySource::Property(PathBuf::from("/x/libonnxruntime.so"))
+        );
         assert!(s.describe().contains("onnxruntime-library property"));
     }
 }

@@ -43,9 +43,21 @@ impl fmt::Display for TensorDesc {
             Some(shape) => {
                 let dims: Vec<String> = shape
                     .iter()
-                    .map(|d| if *d < 0 { "?".to_string() } else { d.to_string() })
+                    .map(|d| {
+                        if *d < 0 {
+                            "?".to_string()
+                        } else {
+                            d.to_string()
+                        }
+                    })
                     .collect();
-                write!(f, "'{}' {} [{}]", self.name, self.type_name, dims.join(", "))
+                write!(
+                    f,
+                    "'{}' {} [{}]",
+                    self.name,
+                    self.type_name,
+                    dims.join(", ")
+                )
             }
             None => write!(f, "'{}' {}", self.name, self.type_name),
         }
@@ -402,10 +414,7 @@ mod tests {
     #[test]
     fn nhwc_dynamic_with_phase_train() {
         let s = ok(
-            &[
-                t("input", F, &[-1, -1, -1, 3]),
-                t("phase_train", B, &[]),
-            ],
+            &[t("input", F, &[-1, -1, -1, 3]), t("phase_train", B, &[])],
             &[t("embeddings", F, &[-1, 512])],
         );
         assert_eq!(s.layout, TensorLayout::Nhwc);
@@ -422,14 +431,23 @@ mod tests {
         assert!(e.contains("'input' float32 [1, 1, 160, 160]"), "{e}");
         let e = err(&[t("input", F, &[2, 3, 160, 160])], &[t("o", F, &[1, 128])]);
         assert!(e.contains("batch size is fixed at 2"), "{e}");
-        let e = err(&[t("input", F, &[1, 3, 160, 160])], &[t("o", F, &[1, 128, 1])]);
-        assert!(e.contains("rank 3") && e.contains("'o' float32 [1, 128, 1]"), "{e}");
+        let e = err(
+            &[t("input", F, &[1, 3, 160, 160])],
+            &[t("o", F, &[1, 128, 1])],
+        );
+        assert!(
+            e.contains("rank 3") && e.contains("'o' float32 [1, 128, 1]"),
+            "{e}"
+        );
         let e = err(
             &[t("a", F, &[1, 3, 160, 160]), t("b", F, &[1, 3, 160, 160])],
             &[t("o", F, &[1, 128])],
         );
         assert!(e.contains("exactly one image input"), "{e}");
-        let e = err(&[t("input", F, &[1, 3, 1_000_000, 160])], &[t("o", F, &[1, 128])]);
+        let e = err(
+            &[t("input", F, &[1, 3, 1_000_000, 160])],
+            &[t("o", F, &[1, 128])],
+        );
         assert!(e.contains("outside"), "{e}");
         let e = err(&[t("input", F, &[1, 3, -1, -1])], &[t("o", F, &[1, -1])]);
         assert!(e.contains("embedding dimension"), "{e}");

@@ -192,9 +192,13 @@ impl FaceModel {
             }
             let dispatches = provider_dispatches(cfg, &device).map_err(|e| e.to_string())?;
             let builder = new_builder(runtime, cfg)?;
-            let mut builder = builder
-                .with_execution_providers(dispatches)
-                .map_err(|e| format!("{} could not be registered: {e}{}", ep.ort_name(), ep.install_hint()))?;
+            let mut builder = builder.with_execution_providers(dispatches).map_err(|e| {
+                format!(
+                    "{} could not be registered: {e}{}",
+                    ep.ort_name(),
+                    ep.install_hint()
+                )
+            })?;
             builder.commit_from_file(path).map_err(|e| e.to_string())
         };
 
@@ -241,7 +245,10 @@ impl FaceModel {
         }
         let spec = model::validate(&inputs, &outputs, cfg.output_name.as_deref(), &metadata)
             .map_err(|e| {
-                BackendError::InvalidModel(format!("{} is not a supported face model: {e}", path.display()))
+                BackendError::InvalidModel(format!(
+                    "{} is not a supported face model: {e}",
+                    path.display()
+                ))
             })?;
 
         let mut bool_inputs = Vec::new();
@@ -328,10 +335,16 @@ impl FaceModel {
             .run(feeds)
             .map_err(|e| BackendError::Inference(format!("the model run failed: {e}")))?;
         let value = outputs.get(&self.spec.output).ok_or_else(|| {
-            BackendError::Inference(format!("the model produced no '{}' output", self.spec.output))
+            BackendError::Inference(format!(
+                "the model produced no '{}' output",
+                self.spec.output
+            ))
         })?;
         let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| {
-            BackendError::Inference(format!("the '{}' output is not float32: {e}", self.spec.output))
+            BackendError::Inference(format!(
+                "the '{}' output is not float32: {e}",
+                self.spec.output
+            ))
         })?;
         if shape.len() != 2 || shape[0] as usize != batch || shape[1] as usize != dim {
             return Err(BackendError::Inference(format!(

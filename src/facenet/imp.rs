@@ -13,7 +13,9 @@ use gst_video::prelude::*;
 
 use crate::backend::{self, BackendError, FaceModel, ModelHints, NormalizationKind, SessionConfig};
 use crate::meta::EmbeddingMeta;
-use crate::preprocess::{self, Frame, PixelFormat, PreprocessConfig, Preprocessor, YuvColorimetry, YuvMatrix};
+use crate::preprocess::{
+    self, Frame, PixelFormat, PreprocessConfig, Preprocessor, YuvColorimetry, YuvMatrix,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -61,11 +63,20 @@ pub fn register_onnxruntime_log() {
 #[enum_type(name = "GstFaceNetAspect")]
 pub enum Aspect {
     #[default]
-    #[enum_value(name = "Stretch: the whole frame to the model's input, aspect ratio not kept", nick = "stretch")]
+    #[enum_value(
+        name = "Stretch: the whole frame to the model's input, aspect ratio not kept",
+        nick = "stretch"
+    )]
     Stretch = 0,
-    #[enum_value(name = "Pad: the whole frame scaled to fit, centred, black borders", nick = "pad")]
+    #[enum_value(
+        name = "Pad: the whole frame scaled to fit, centred, black borders",
+        nick = "pad"
+    )]
     Pad = 1,
-    #[enum_value(name = "Crop: the centre of the frame with the model's aspect ratio", nick = "crop")]
+    #[enum_value(
+        name = "Crop: the centre of the frame with the model's aspect ratio",
+        nick = "crop"
+    )]
     Crop = 2,
 }
 
@@ -79,7 +90,10 @@ pub enum Normalization {
         nick = "prewhiten"
     )]
     Prewhiten = 0,
-    #[enum_value(name = "Fixed: (pixel - mean) / std per channel, from the mean and std properties", nick = "fixed")]
+    #[enum_value(
+        name = "Fixed: (pixel - mean) / std per channel, from the mean and std properties",
+        nick = "fixed"
+    )]
     Fixed = 1,
     #[enum_value(name = "None: raw pixel values 0..255", nick = "none")]
     None = 2,
@@ -103,9 +117,15 @@ pub enum ExecutionProvider {
     #[default]
     #[enum_value(name = "CPU", nick = "cpu")]
     Cpu = 0,
-    #[enum_value(name = "CUDA (NVIDIA GPU; needs the onnxruntime-gpu library)", nick = "cuda")]
+    #[enum_value(
+        name = "CUDA (NVIDIA GPU; needs the onnxruntime-gpu library)",
+        nick = "cuda"
+    )]
     Cuda = 1,
-    #[enum_value(name = "TensorRT (NVIDIA GPU; needs the onnxruntime-gpu library and TensorRT)", nick = "tensorrt")]
+    #[enum_value(
+        name = "TensorRT (NVIDIA GPU; needs the onnxruntime-gpu library and TensorRT)",
+        nick = "tensorrt"
+    )]
     TensorRt = 2,
     #[enum_value(name = "OpenVINO (Intel CPU, GPU, NPU)", nick = "openvino")]
     OpenVino = 3,
@@ -204,7 +224,10 @@ struct Hinted<T> {
 
 impl<T: Copy> Hinted<T> {
     fn new(value: T) -> Self {
-        Hinted { value, explicit: false }
+        Hinted {
+            value,
+            explicit: false,
+        }
     }
 
     fn set(&mut self, value: T) {
@@ -331,7 +354,10 @@ fn numbers_from_array(name: &str, array: &gst::Array) -> Result<[f64; 3], String
             } else if let Ok(x) = v.get::<u64>() {
                 Ok(x as f64)
             } else {
-                Err(format!("{name} holds a {} where a number is expected", v.type_()))
+                Err(format!(
+                    "{name} holds a {} where a number is expected",
+                    v.type_()
+                ))
             }
         })
         .collect::<Result<_, _>>()?;
@@ -409,11 +435,19 @@ fn post_backend_error(imp: &FaceNet, err: &BackendError) -> gst::ErrorMessage {
     let text = err.to_string();
     match err {
         BackendError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
-        BackendError::ModelNotFound(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", text)),
+        BackendError::ModelNotFound(_) => {
+            gst::error_msg!(gst::ResourceError::NotFound, ("{}", text))
+        }
         BackendError::ModelLoad(_) => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text)),
-        BackendError::InvalidModel(_) => gst::error_msg!(gst::ResourceError::Settings, ("{}", text)),
-        BackendError::Configuration(_) => gst::error_msg!(gst::LibraryError::Settings, ("{}", text)),
-        BackendError::ExecutionProvider(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
+        BackendError::InvalidModel(_) => {
+            gst::error_msg!(gst::ResourceError::Settings, ("{}", text))
+        }
+        BackendError::Configuration(_) => {
+            gst::error_msg!(gst::LibraryError::Settings, ("{}", text))
+        }
+        BackendError::ExecutionProvider(_) => {
+            gst::error_msg!(gst::LibraryError::Init, ("{}", text))
+        }
         BackendError::Inference(_) => {
             gst::error!(CAT, imp = imp, "{}", text);
             gst::error_msg!(gst::StreamError::Failed, ("{}", text))
@@ -529,7 +563,9 @@ impl ObjectImpl for FaceNet {
         match pspec.name() {
             "model-location" => settings.model_location = optional_string(value),
             "input-size" => settings.input_size = value.get().expect("type checked upstream"),
-            "aspect" => settings.aspect.set(value.get().expect("type checked upstream")),
+            "aspect" => settings
+                .aspect
+                .set(value.get().expect("type checked upstream")),
             "normalization" => settings
                 .normalization
                 .set(value.get().expect("type checked upstream")),
@@ -537,7 +573,10 @@ impl ObjectImpl for FaceNet {
                 let array = value.get::<gst::Array>().expect("type checked upstream");
                 let parsed = numbers_from_array(name, &array).and_then(|v| {
                     if name == "std" && v.iter().any(|s| *s <= 0.0) {
-                        Err(format!("std values must be positive, got <{}, {}, {}>", v[0], v[1], v[2]))
+                        Err(format!(
+                            "std values must be positive, got <{}, {}, {}>",
+                            v[0], v[1], v[2]
+                        ))
                     } else {
                         Ok(v)
                     }
@@ -558,8 +597,12 @@ impl ObjectImpl for FaceNet {
                 settings.execution_provider = value.get().expect("type checked upstream")
             }
             "device" => settings.device = optional_string(value),
-            "fallback-to-cpu" => settings.fallback_to_cpu = value.get().expect("type checked upstream"),
-            "intra-op-threads" => settings.intra_op_threads = value.get().expect("type checked upstream"),
+            "fallback-to-cpu" => {
+                settings.fallback_to_cpu = value.get().expect("type checked upstream")
+            }
+            "intra-op-threads" => {
+                settings.intra_op_threads = value.get().expect("type checked upstream")
+            }
             "cache-dir" => settings.cache_dir = optional_string(value),
             "output-name" => settings.output_name = optional_string(value),
             "l2-normalize" => settings.l2_normalize = value.get().expect("type checked upstream"),
@@ -592,8 +635,10 @@ impl ObjectImpl for FaceNet {
                 .map(|e| e.normalization)
                 .unwrap_or(settings.normalization.value)
                 .to_value(),
-            "mean" => array_from_numbers(effective.map(|e| e.mean).unwrap_or(settings.mean.value)).to_value(),
-            "std" => array_from_numbers(effective.map(|e| e.std).unwrap_or(settings.std.value)).to_value(),
+            "mean" => array_from_numbers(effective.map(|e| e.mean).unwrap_or(settings.mean.value))
+                .to_value(),
+            "std" => array_from_numbers(effective.map(|e| e.std).unwrap_or(settings.std.value))
+                .to_value(),
             "channel-order" => effective
                 .map(|e| e.channel_order)
                 .unwrap_or(settings.channel_order.value)
@@ -633,10 +678,20 @@ impl ElementImpl for FaceNet {
                 .format_list(SUPPORTED_FORMATS)
                 .build();
             vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps)
-                    .expect("valid template"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps)
-                    .expect("valid template"),
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
             ]
         });
         PAD_TEMPLATES.as_ref()
@@ -644,7 +699,8 @@ impl ElementImpl for FaceNet {
 }
 
 impl BaseTransformImpl for FaceNet {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -686,9 +742,8 @@ impl BaseTransformImpl for FaceNet {
             gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
         }
         let spec = model.spec().clone();
-        let hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
-            gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e))
-        })?;
+        let hints = ModelHints::from_spec_hints(&spec.hints)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e)))?;
 
         let effective = Effective {
             aspect: settings.aspect.resolve(hints.aspect.map(Into::into)),
@@ -803,7 +858,9 @@ impl BaseTransformImpl for FaceNet {
             let mut planes: [&[u8]; 3] = [&[], &[], &[]];
             let mut strides = [0usize; 3];
             for plane in 0..(frame.n_planes() as usize).min(3) {
-                planes[plane] = frame.plane_data(plane as u32).map_err(|_| gst::FlowError::Error)?;
+                planes[plane] = frame
+                    .plane_data(plane as u32)
+                    .map_err(|_| gst::FlowError::Error)?;
                 strides[plane] = frame.plane_stride()[plane] as usize;
             }
             let pframe = Frame {
@@ -815,7 +872,11 @@ impl BaseTransformImpl for FaceNet {
                 colorimetry: state.colorimetry,
             };
             if let Err(e) = state.preprocessor.process(&pframe, &mut state.tensor) {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("cannot read the frame: {}", e));
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("cannot read the frame: {}", e)
+                );
                 return Err(gst::FlowError::Error);
             }
         }
@@ -857,10 +918,11 @@ impl FaceNet {
     fn post_embedding_message(&self, buf: &gst::BufferRef, meta: &EmbeddingMeta) {
         let obj = self.obj();
         let segment = obj.segment();
-        let (running_time, stream_time) = match (segment.downcast_ref::<gst::ClockTime>(), buf.pts()) {
-            (Some(seg), Some(pts)) => (seg.to_running_time(pts), seg.to_stream_time(pts)),
-            _ => (None, None),
-        };
+        let (running_time, stream_time) =
+            match (segment.downcast_ref::<gst::ClockTime>(), buf.pts()) {
+                (Some(seg), Some(pts)) => (seg.to_running_time(pts), seg.to_stream_time(pts)),
+                _ => (None, None),
+            };
         let mut s = gst::Structure::new_empty("facenet-embedding");
         s.set("timestamp", buf.pts());
         s.set("running-time", running_time);
