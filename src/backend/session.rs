@@ -145,104 +145,139 @@ fn new_builder(runtime: &Runtime, cfg: &SessionConfig) -> Result<SessionBuilder,
     Ok(builder)
 }
 
+/// A session as opened, with its declared interface, before any model-specific checks.
+pub(crate) struct OpenedSession {
+    pub session: Session,
+    pub active_provider: ExecutionProvider,
+    pub warnings: Vec<String>,
+    pub inputs: Vec<TensorDesc>,
+    pub outputs: Vec<TensorDesc>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Opens `cfg.model_path` on the requested execution provider, falling back to the CPU
+/// (with a warning) or failing, as configured.
+pub(crate) fn open_session(
+    runtime: &Runtime,
+    cfg: &SessionConfig,
+) -> Result<OpenedSession, BackendError> {
+    let path = &cfg.model_path;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(BackendError::ModelNotFound(format!(
+                "model-location {} is not a file",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(BackendError::ModelNotFound(format!(
+                "cannot read model-location {}: {e}; set model-location to an ONNX face model (see models/README.md; `make models` builds the bundled ones)",
+                path.display()
+            )))
+        }
+    }
+    let device = parse_device(cfg.execution_provider, cfg.device.as_deref())?;
+    let mut warnings = Vec::new();
+    let ep = cfg.execution_provider;
+
+    let attempt_with_provider = || -> Result<Session, String> {
+        if ep != ExecutionProvider::Cpu {
+            use ort::ep::ExecutionProvider as _;
+            let compiled_in = match ep {
+                ExecutionProvider::Cuda => ort::ep::CUDA::is_available(),
+                ExecutionProvider::TensorRt => ort::ep::TensorRT::is_available(),
+                ExecutionProvider::OpenVino => ort::ep::OpenVINO::is_available(),
+                ExecutionProvider::Cpu => Ok(true),
+            }
+            .unwrap_or(false);
+            if !compiled_in {
+                return Err(format!(
+                    "{} is not compiled into the ONNX Runtime library {} (version {}; it has {}){}",
+                    ep.ort_name(),
+                    runtime.library.display(),
+                    runtime.version,
+                    available_providers().join(", "),
+                    ep.install_hint()
+                ));
+            }
+        }
+        let dispatches = provider_dispatches(cfg, &device).map_err(|e| e.to_string())?;
+        let builder = new_builder(runtime, cfg)?;
+        let mut builder = builder.with_execution_providers(dispatches).map_err(|e| {
+            format!(
+                "{} could not be registered: {e}{}",
+                ep.ort_name(),
+                ep.install_hint()
+            )
+        })?;
+        builder.commit_from_file(path).map_err(|e| e.to_string())
+    };
+
+    let (session, active_provider) = match attempt_with_provider() {
+        Ok(s) => (s, ep),
+        Err(msg) if ep == ExecutionProvider::Cpu => {
+            return Err(BackendError::ModelLoad(format!(
+                "ONNX Runtime could not load {}: {msg}; is it a complete ONNX model file (opset supported by ONNX Runtime {})?",
+                path.display(),
+                runtime.version
+            )))
+        }
+        Err(msg) if !cfg.fallback_to_cpu => {
+            return Err(BackendError::ExecutionProvider(format!(
+                "execution-provider={} failed: {msg}; set fallback-to-cpu=true to run on the CPU instead",
+                ep.nick()
+            )))
+        }
+        Err(msg) => {
+            let mut builder = new_builder(runtime, cfg).map_err(BackendError::ModelLoad)?;
+            let session = builder.commit_from_file(path).map_err(|e| {
+                BackendError::ModelLoad(format!(
+                    "ONNX Runtime could not load {}: {e}; is it a complete ONNX model file?",
+                    path.display()
+                ))
+            })?;
+            warnings.push(format!(
+                "execution-provider={} is unavailable, running on the CPU instead: {msg} (set fallback-to-cpu=false to make this an error)",
+                ep.nick()
+            ));
+            (session, ExecutionProvider::Cpu)
+        }
+    };
+
+    let inputs: Vec<TensorDesc> = session.inputs().iter().map(describe).collect();
+    let outputs: Vec<TensorDesc> = session.outputs().iter().map(describe).collect();
+    let mut metadata = BTreeMap::new();
+    if let Ok(meta) = session.metadata() {
+        for key in meta.custom_keys().unwrap_or_default() {
+            if let Some(value) = meta.custom(&key) {
+                metadata.insert(key, value);
+            }
+        }
+    }
+    Ok(OpenedSession {
+        session,
+        active_provider,
+        warnings,
+        inputs,
+        outputs,
+        metadata,
+    })
+}
+
 impl FaceModel {
     /// Loads and validates the model. Warnings (e.g. a CPU fallback) are kept for the
     /// caller to post: see [`FaceModel::warnings`].
     pub fn load(runtime: &Runtime, cfg: &SessionConfig) -> Result<Self, BackendError> {
         let path = &cfg.model_path;
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => {
-                return Err(BackendError::ModelNotFound(format!(
-                    "model-location {} is not a file",
-                    path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(BackendError::ModelNotFound(format!(
-                    "cannot read model-location {}: {e}; set model-location to an ONNX face model (see models/README.md; `make models` builds the bundled ones)",
-                    path.display()
-                )))
-            }
-        }
-        let device = parse_device(cfg.execution_provider, cfg.device.as_deref())?;
-        let mut warnings = Vec::new();
-        let ep = cfg.execution_provider;
-
-        let attempt_with_provider = || -> Result<Session, String> {
-            if ep != ExecutionProvider::Cpu {
-                use ort::ep::ExecutionProvider as _;
-                let compiled_in = match ep {
-                    ExecutionProvider::Cuda => ort::ep::CUDA::is_available(),
-                    ExecutionProvider::TensorRt => ort::ep::TensorRT::is_available(),
-                    ExecutionProvider::OpenVino => ort::ep::OpenVINO::is_available(),
-                    ExecutionProvider::Cpu => Ok(true),
-                }
-                .unwrap_or(false);
-                if !compiled_in {
-                    return Err(format!(
-                        "{} is not compiled into the ONNX Runtime library {} (version {}; it has {}){}",
-                        ep.ort_name(),
-                        runtime.library.display(),
-                        runtime.version,
-                        available_providers().join(", "),
-                        ep.install_hint()
-                    ));
-                }
-            }
-            let dispatches = provider_dispatches(cfg, &device).map_err(|e| e.to_string())?;
-            let builder = new_builder(runtime, cfg)?;
-            let mut builder = builder.with_execution_providers(dispatches).map_err(|e| {
-                format!(
-                    "{} could not be registered: {e}{}",
-                    ep.ort_name(),
-                    ep.install_hint()
-                )
-            })?;
-            builder.commit_from_file(path).map_err(|e| e.to_string())
-        };
-
-        let (session, active_provider) = match attempt_with_provider() {
-            Ok(s) => (s, ep),
-            Err(msg) if ep == ExecutionProvider::Cpu => {
-                return Err(BackendError::ModelLoad(format!(
-                    "ONNX Runtime could not load {}: {msg}; is it a complete ONNX model file (opset supported by ONNX Runtime {})?",
-                    path.display(),
-                    runtime.version
-                )))
-            }
-            Err(msg) if !cfg.fallback_to_cpu => {
-                return Err(BackendError::ExecutionProvider(format!(
-                    "execution-provider={} failed: {msg}; set fallback-to-cpu=true to run on the CPU instead",
-                    ep.nick()
-                )))
-            }
-            Err(msg) => {
-                let mut builder = new_builder(runtime, cfg).map_err(BackendError::ModelLoad)?;
-                let session = builder.commit_from_file(path).map_err(|e| {
-                    BackendError::ModelLoad(format!(
-                        "ONNX Runtime could not load {}: {e}; is it a complete ONNX model file?",
-                        path.display()
-                    ))
-                })?;
-                warnings.push(format!(
-                    "execution-provider={} is unavailable, running on the CPU instead: {msg} (set fallback-to-cpu=false to make this an error)",
-                    ep.nick()
-                ));
-                (session, ExecutionProvider::Cpu)
-            }
-        };
-
-        let inputs: Vec<TensorDesc> = session.inputs().iter().map(describe).collect();
-        let outputs: Vec<TensorDesc> = session.outputs().iter().map(describe).collect();
-        let mut metadata = BTreeMap::new();
-        if let Ok(meta) = session.metadata() {
-            for key in meta.custom_keys().unwrap_or_default() {
-                if let Some(value) = meta.custom(&key) {
-                    metadata.insert(key, value);
-                }
-            }
-        }
+        let OpenedSession {
+            session,
+            active_provider,
+            warnings,
+            inputs,
+            outputs,
+            metadata,
+        } = open_session(runtime, cfg)?;
         let spec = model::validate(&inputs, &outputs, cfg.output_name.as_deref(), &metadata)
             .map_err(|e| {
                 BackendError::InvalidModel(format!(

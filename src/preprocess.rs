@@ -1,0 +1,2879 @@
+//! Frame → tensor preprocessing for face-embedding models (FaceNet and friends).
+//!
+//! Pure Rust, `std` only, no GStreamer types. One [`Preprocessor`] turns a video
+//! [`Frame`] (or a [`SourceRect`] of it) into a normalized `f32` tensor written into a
+//! caller-provided slice:
+//!
+//! 1. **Read + colour-convert** the needed source pixels (any [`PixelFormat`], arbitrary
+//!    strides) to R,G,B `f32` on a 0..255 scale.
+//! 2. **Resample** to the model's input size with the anti-aliased separable tent filter
+//!    described below, following the [`Aspect`] mode.
+//! 3. **Normalize** ([`Normalization`]) and **write** in [`TensorLayout`] /
+//!    [`ChannelOrder`].
+//!
+//! # Pixel formats
+//!
+//! Packed RGB formats name their bytes in memory order (GStreamer naming): `Rgb`/`Bgr`
+//! are 3 bytes per pixel, `Rgba`, `Bgra`, `Rgbx`, `Bgrx`, `Xrgb`, `Xbgr`, `Argb`, `Abgr`
+//! are 4 (the alpha / padding byte is ignored — no premultiplication or blending).
+//! `Gray8` gives R = G = B = the byte. Packed values are converted exactly (`byte as f32`).
+//!
+//! `I420`: plane 0 is Y (`width x height`), planes 1 and 2 are U and V, each
+//! `ceil(width/2) x ceil(height/2)`. `NV12`: plane 0 is Y, plane 1 is interleaved UV with
+//! `ceil(width/2)` U,V pairs per row and `ceil(height/2)` rows.
+//!
+//! # YUV → RGB
+//!
+//! Matrix coefficients Kr/Kb: BT.601 0.299/0.114, BT.709 0.2126/0.0722,
+//! BT.2020 0.2627/0.0593 (Kg = 1 − Kr − Kb). With
+//!
+//! * limited ("video") range: `Y' = (Y − 16)·255/219`, `Cb' = (U − 128)·255/224`,
+//!   `Cr' = (V − 128)·255/224` (Y in [16,235], Cb/Cr in [16,240] map to the nominal range);
+//! * full range: `Y' = Y`, `Cb' = U − 128`, `Cr' = V − 128`,
+//!
+//! the result is `R = Y' + 2(1−Kr)·Cr'`, `B = Y' + 2(1−Kb)·Cb'`,
+//! `G = Y' − ((2Kb(1−Kb)/Kg)·Cb' + (2Kr(1−Kr)/Kg)·Cr')`, each clamped to [0,255] and **not
+//! rounded**. The constants (offsets, scales, the four matrix coefficients) are computed in
+//! f64 and rounded to f32; all per-pixel arithmetic is f32, in exactly the order written
+//! above. [`Frame::pixel_rgb`] gives the converted value of one pixel.
+//!
+//! **Chroma siting: nearest.** Each chroma sample covers its 2x2 luma block: the chroma
+//! sample used for pixel (x, y) is (x/2, y/2) (integer division). No chroma interpolation
+//! is done; the resampler's low-pass filter smooths the result anyway.
+//!
+//! Colour conversion happens before filtering (the filter works on RGB floats).
+//!
+//! # Resize kernel
+//!
+//! Separable triangle (tent) filter whose support is widened by the downscale factor —
+//! Pillow's antialiased `BILINEAR`. Per axis, for a source extent `E` (the width or height of
+//! the source rectangle, in source pixels, starting at `src_origin`) and `N` destination
+//! pixels:
+//!
+//! * scale `s = E / N`; support `r = max(1, s)`;
+//! * `weight(d) = max(0, 1 − |d| / r)`, `d` = distance in source pixels between a source
+//!   pixel centre and the sample point;
+//! * source pixel `i` has its centre at `i + 0.5`; destination pixel `j` samples the source
+//!   at `c = src_origin + (j + 0.5)·s`;
+//! * taps: source pixels `i` with `|i + 0.5 − c| < r` (zero-weight taps are not stored);
+//! * weights are computed in f64, normalized to sum to 1 over the taps that lie inside the
+//!   *sampling domain* (below), then stored as f32 (per-axis tables, recomputed only when
+//!   the source size / rectangle / output size changes); filtering is done in f32,
+//!   vertical pass first (over the colour-converted source rows some tap needs, each row
+//!   converted once, only the needed columns), then horizontal.
+//!   Each pass evaluates `Σ w_k·p_k` in the algebraically equal "pivot" form
+//!   `T·p_0 + Σ_{k≥1} w_k·(p_k − p_0)` (`T` = sum of the in-frame weights, exactly 1.0
+//!   unless some taps read black), so a constant image stays exactly constant and a
+//!   single-tap output is exactly its source pixel. Summation order is fixed by the code
+//!   (no FMA contraction), so results do not depend on the SIMD width: on x86_64 CPUs with
+//!   AVX2 the same code compiled for AVX2 is used and gives bit-identical results.
+//!
+//! **Edges / sampling domain.** The source is the frame extended with black (0,0,0) pixels
+//! just far enough to cover the requested source rectangle, rounded outward to whole
+//! pixels: on the x axis the domain is `[min(0, floor(x)), max(W, ceil(x + width)))`
+//! (likewise for y). Taps outside the domain are dropped and the remaining weights are
+//! renormalized to sum to 1; taps inside the domain but outside the frame `[0, W)` keep
+//! their weight and read black. Consequences:
+//!
+//! * for [`Preprocessor::process`] (all aspect modes) the source rectangle always lies
+//!   inside the frame, so the domain *is* the frame: taps outside `[0, W)` are simply
+//!   dropped and the weights renormalized (Pillow's edge handling);
+//! * [`Preprocessor::process_rect`] with a rectangle inside the frame behaves exactly the
+//!   same (`process_rect(full frame)` is bit-identical to `process` with
+//!   [`Aspect::Stretch`], `process_rect(crop_rect(..))` to [`Aspect::Crop`]);
+//! * parts of a rectangle outside the frame come out black (blended with the frame near
+//!   the frame border, as the tent support dictates); a rectangle entirely outside gives an
+//!   all-black image.
+//!
+//! At scale 1 with aligned centres (`E == N` and an integer origin) every destination pixel
+//! has exactly one tap of weight 1.0, so the filter is the identity, bit-for-bit in f32: a
+//! frame already at the model size passes unchanged (before normalization).
+//!
+//! # Aspect modes
+//!
+//! * [`Aspect::Stretch`]: the whole frame to the whole tensor.
+//! * [`Aspect::Pad`]: the whole frame, scaled uniformly by
+//!   `scale = min(out_w / W, out_h / H)`, occupies output columns `[x0, x0 + w)` and rows
+//!   `[y0, y0 + h)` with `w = round(W·scale)`, `h = round(H·scale)` (f64, half away from
+//!   zero, clamped to `[1, out]`), `x0 = (out_w − w) / 2`, `y0 = (out_h − h) / 2` (integer
+//!   division). Each axis is resampled to its rounded extent. The borders are black — pixel
+//!   value 0 in all channels *before* normalization — and take part in the prewhiten
+//!   statistics (face-api's `padToSquare`). See [`pad_placement`].
+//! * [`Aspect::Crop`]: the largest centred source rectangle with the tensor's aspect
+//!   ratio, in fractional (f64) source coordinates, scaled to fill. See [`crop_rect`].
+//!
+//! # Normalization
+//!
+//! Applied to the resampled (and padded) RGB image on the 0..255 scale:
+//!
+//! * [`Normalization::Prewhiten`] (FaceNet's `facenet.prewhiten`): over all `3·w·h` values,
+//!   mean `m` and population standard deviation `s` (ddof 0), accumulated in f64 (two
+//!   passes); `s' = max(s, 1/sqrt(3·w·h))`; value = `(x − m) / s'` (m and s' rounded to f32,
+//!   then computed in f32). A uniform image gives all zeros.
+//! * [`Normalization::Fixed`]: value = `(x − mean[c]) / std[c]`, `mean`/`std` in R,G,B order
+//!   regardless of [`ChannelOrder`].
+//! * [`Normalization::None`]: value = x (0..255), bit-exact.
+//!
+//! # Layout
+//!
+//! [`TensorLayout::Nchw`]: `out[c·h·w + y·w + x]`; [`TensorLayout::Nhwc`]:
+//! `out[(y·w + x)·3 + c]`, where channel `c` follows [`ChannelOrder`] (`Bgr`: c = 0 is blue).
+//!
+//! # Allocation
+//!
+//! A [`Preprocessor`] keeps all scratch buffers (filter tables, one converted source row,
+//! the horizontally filtered rows, the resampled image). They are resized only when the
+//! frame size / source rectangle / configuration changes; in steady state (same frame size)
+//! [`Preprocessor::process`] allocates nothing and does not recompute the filter tables.
+
+use std::fmt;
+
+/// Largest accepted width / height (in source pixels) of a [`SourceRect`]; bounds the work
+/// done per call.
+pub const MAX_SOURCE_RECT_EXTENT: f64 = 65_536.0;
+/// Largest accepted `|x|` / `|y|` of a [`SourceRect`].
+pub const MAX_SOURCE_RECT_COORD: f64 = 16_777_216.0;
+
+// ---------------------------------------------------------------------------------------
+// Pixel formats
+// ---------------------------------------------------------------------------------------
+
+/// Supported input pixel formats (GStreamer naming: packed bytes in memory order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PixelFormat {
+    /// Packed R, G, B (3 bytes per pixel).
+    Rgb,
+    /// Packed B, G, R (3 bytes per pixel).
+    Bgr,
+    /// Packed R, G, B, A (alpha ignored).
+    Rgba,
+    /// Packed B, G, R, A (alpha ignored).
+    Bgra,
+    /// Packed R, G, B, padding.
+    Rgbx,
+    /// Packed B, G, R, padding.
+    Bgrx,
+    /// Packed padding, R, G, B.
+    Xrgb,
+    /// Packed padding, B, G, R.
+    Xbgr,
+    /// Packed A, R, G, B (alpha ignored).
+    Argb,
+    /// Packed A, B, G, R (alpha ignored).
+    Abgr,
+    /// Planar Y, U, V; chroma subsampled 2x2.
+    I420,
+    /// Planar Y, interleaved UV; chroma subsampled 2x2.
+    Nv12,
+    /// 8-bit gray (R = G = B).
+    Gray8,
+}
+
+impl PixelFormat {
+    /// Every supported format.
+    pub const ALL: [PixelFormat; 13] = [
+        PixelFormat::Rgb,
+        PixelFormat::Bgr,
+        PixelFormat::Rgba,
+        PixelFormat::Bgra,
+        PixelFormat::Rgbx,
+        PixelFormat::Bgrx,
+        PixelFormat::Xrgb,
+        PixelFormat::Xbgr,
+        PixelFormat::Argb,
+        PixelFormat::Abgr,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+        PixelFormat::Gray8,
+    ];
+
+    /// Number of planes the format uses.
+    pub fn n_planes(self) -> usize {
+        match self {
+            PixelFormat::I420 => 3,
+            PixelFormat::Nv12 => 2,
+            _ => 1,
+        }
+    }
+
+    /// `true` for the YUV formats (`I420`, `Nv12`).
+    pub fn is_yuv(self) -> bool {
+        matches!(self, PixelFormat::I420 | PixelFormat::Nv12)
+    }
+
+    /// Bytes per pixel of a packed format (`Gray8`: 1); `None` for YUV formats.
+    pub fn bytes_per_pixel(self) -> Option<usize> {
+        match self {
+            PixelFormat::Rgb | PixelFormat::Bgr => Some(3),
+            PixelFormat::Gray8 => Some(1),
+            PixelFormat::I420 | PixelFormat::Nv12 => None,
+            _ => Some(4),
+        }
+    }
+
+    /// Byte offsets of R, G and B inside one pixel of a packed RGB format; `None` for
+    /// `Gray8` and YUV formats.
+    pub fn rgb_offsets(self) -> Option<[usize; 3]> {
+        match self {
+            PixelFormat::Rgb | PixelFormat::Rgba | PixelFormat::Rgbx => Some([0, 1, 2]),
+            PixelFormat::Bgr | PixelFormat::Bgra | PixelFormat::Bgrx => Some([2, 1, 0]),
+            PixelFormat::Xrgb | PixelFormat::Argb => Some([1, 2, 3]),
+            PixelFormat::Xbgr | PixelFormat::Abgr => Some([3, 2, 1]),
+            PixelFormat::I420 | PixelFormat::Nv12 | PixelFormat::Gray8 => None,
+        }
+    }
+
+    /// `(row_bytes, rows)` of plane `plane` for a `width x height` frame: the minimum
+    /// stride and the number of rows. `None` if the format has no such plane or the size
+    /// overflows `usize`.
+    pub fn plane_size(self, plane: usize, width: usize, height: usize) -> Option<(usize, usize)> {
+        if plane >= self.n_planes() {
+            return None;
+        }
+        let cw = width.div_ceil(2);
+        let ch = height.div_ceil(2);
+        match (self, plane) {
+            (PixelFormat::I420 | PixelFormat::Nv12, 0) => Some((width, height)),
+            (PixelFormat::I420, _) => Some((cw, ch)),
+            (PixelFormat::Nv12, _) => Some((cw.checked_mul(2)?, ch)),
+            _ => Some((width.checked_mul(self.bytes_per_pixel()?)?, height)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Colorimetry
+// ---------------------------------------------------------------------------------------
+
+/// YUV matrix coefficients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YuvMatrix {
+    /// Kr = 0.299, Kb = 0.114.
+    Bt601,
+    /// Kr = 0.2126, Kb = 0.0722.
+    Bt709,
+    /// Kr = 0.2627, Kb = 0.0593.
+    Bt2020,
+}
+
+impl YuvMatrix {
+    /// `(Kr, Kb)`.
+    pub fn kr_kb(self) -> (f64, f64) {
+        match self {
+            YuvMatrix::Bt601 => (0.299, 0.114),
+            YuvMatrix::Bt709 => (0.2126, 0.0722),
+            YuvMatrix::Bt2020 => (0.2627, 0.0593),
+        }
+    }
+}
+
+/// How YUV frames are converted to RGB (ignored for RGB / gray formats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct YuvColorimetry {
+    /// Matrix coefficients.
+    pub matrix: YuvMatrix,
+    /// `false`: limited ("video") range, Y in [16,235], Cb/Cr in [16,240];
+    /// `true`: full range, Y in [0,255], chroma centred at 128.
+    pub full_range: bool,
+}
+
+impl Default for YuvColorimetry {
+    /// BT.601, limited range.
+    fn default() -> Self {
+        YuvColorimetry {
+            matrix: YuvMatrix::Bt601,
+            full_range: false,
+        }
+    }
+}
+
+/// f32 coefficients of the YUV → RGB conversion (see the module docs).
+#[derive(Clone, Copy, Debug)]
+struct YuvCoeffs {
+    y_off: f32,
+    y_scale: f32,
+    c_scale: f32,
+    rv: f32,
+    gu: f32,
+    gv: f32,
+    bu: f32,
+}
+
+impl YuvCoeffs {
+    fn new(c: YuvColorimetry) -> Self {
+        let (kr, kb) = c.matrix.kr_kb();
+        let kg = 1.0 - kr - kb;
+        let (y_off, y_scale, c_scale) = if c.full_range {
+            (0.0, 1.0, 1.0)
+        } else {
+            (16.0, 255.0 / 219.0, 255.0 / 224.0)
+        };
+        YuvCoeffs {
+            y_off: y_off as f32,
+            y_scale: y_scale as f32,
+            c_scale: c_scale as f32,
+            rv: (2.0 * (1.0 - kr)) as f32,
+            gu: (2.0 * kb * (1.0 - kb) / kg) as f32,
+            gv: (2.0 * kr * (1.0 - kr) / kg) as f32,
+            bu: (2.0 * (1.0 - kb)) as f32,
+        }
+    }
+
+    /// `Y'`.
+    #[inline(always)]
+    fn luma(&self, y: u8) -> f32 {
+        (y as f32 - self.y_off) * self.y_scale
+    }
+
+    /// The chroma terms `[rv·Cr', gu·Cb' + gv·Cr', bu·Cb']`.
+    #[inline(always)]
+    fn chroma(&self, u: u8, v: u8) -> [f32; 3] {
+        let cb = (u as f32 - 128.0) * self.c_scale;
+        let cr = (v as f32 - 128.0) * self.c_scale;
+        [self.rv * cr, self.gu * cb + self.gv * cr, self.bu * cb]
+    }
+
+    #[inline(always)]
+    fn rgb(l: f32, c: [f32; 3]) -> [f32; 3] {
+        [clamp255(l + c[0]), clamp255(l - c[1]), clamp255(l + c[2])]
+    }
+}
+
+#[inline(always)]
+fn clamp255(v: f32) -> f32 {
+    v.clamp(0.0, 255.0)
+}
+
+// ---------------------------------------------------------------------------------------
+// Frame
+// ---------------------------------------------------------------------------------------
+
+/// A borrowed video frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Pixel format.
+    pub format: PixelFormat,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Plane data; unused planes: `&[]`.
+    pub planes: [&'a [u8]; 3],
+    /// Bytes per row of each plane (>= the row's bytes; padding allowed). Unused: 0.
+    pub strides: [usize; 3],
+    /// Ignored for non-YUV formats.
+    pub colorimetry: YuvColorimetry,
+}
+
+impl<'a> Frame<'a> {
+    /// A single-plane frame (packed RGB family or `Gray8`).
+    pub fn packed(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        data: &'a [u8],
+        stride: usize,
+    ) -> Self {
+        Frame {
+            format,
+            width,
+            height,
+            planes: [data, &[], &[]],
+            strides: [stride, 0, 0],
+            colorimetry: YuvColorimetry::default(),
+        }
+    }
+
+    /// Checks the frame: width/height > 0, every used plane's stride >= its row bytes and
+    /// every used plane at least `stride·(rows − 1) + row_bytes` bytes long (the last row
+    /// may be unpadded). Never panics.
+    pub fn validate(&self) -> Result<(), PreprocessError> {
+        if self.width == 0 || self.height == 0 {
+            return Err(PreprocessError::EmptyFrame {
+                width: self.width,
+                height: self.height,
+            });
+        }
+        for plane in 0..self.format.n_planes() {
+            let (row_bytes, rows) = self
+                .format
+                .plane_size(plane, self.width, self.height)
+                .ok_or(PreprocessError::FrameTooLarge {
+                    width: self.width,
+                    height: self.height,
+                })?;
+            let stride = self.strides[plane];
+            if stride < row_bytes {
+                return Err(PreprocessError::StrideTooSmall {
+                    plane,
+                    stride,
+                    row_bytes,
+                });
+            }
+            let required = stride
+                .checked_mul(rows - 1)
+                .and_then(|v| v.checked_add(row_bytes))
+                .ok_or(PreprocessError::FrameTooLarge {
+                    width: self.width,
+                    height: self.height,
+                })?;
+            let len = self.planes[plane].len();
+            if len < required {
+                return Err(PreprocessError::PlaneTooSmall {
+                    plane,
+                    len,
+                    required,
+                    stride,
+                    rows,
+                    row_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The R,G,B value (0..255) of pixel (x, y), converted exactly as the fast path does.
+    /// Slow (a reference / debugging accessor). Panics if the frame is invalid or (x, y) is
+    /// outside it.
+    pub fn pixel_rgb(&self, x: usize, y: usize) -> [f32; 3] {
+        self.validate().expect("invalid frame");
+        assert!(x < self.width && y < self.height, "pixel outside the frame");
+        let mut px = [0.0f32; 4];
+        let coeffs = YuvCoeffs::new(self.colorimetry);
+        convert_row(self, &coeffs, y, x, x + 1, &mut px, &mut Vec::new());
+        match row_layout(self.format) {
+            RowLayout::Planar => [px[0], px[1], px[2]],
+            RowLayout::Interleaved { offsets, .. } => offsets.map(|o| px[o]),
+        }
+    }
+}
+
+/// How a converted source row is laid out in f32s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowLayout {
+    /// `lanes` floats per pixel, R, G and B at `offsets` (packed formats: the bytes as they
+    /// are, alpha / padding included; `Gray8`: one lane).
+    Interleaved { lanes: usize, offsets: [usize; 3] },
+    /// Three planes R, G, B of one float per pixel each (YUV formats).
+    Planar,
+}
+
+impl RowLayout {
+    fn floats_per_pixel(self) -> usize {
+        match self {
+            RowLayout::Interleaved { lanes, .. } => lanes,
+            RowLayout::Planar => 3,
+        }
+    }
+}
+
+fn row_layout(format: PixelFormat) -> RowLayout {
+    match format {
+        PixelFormat::I420 | PixelFormat::Nv12 => RowLayout::Planar,
+        PixelFormat::Gray8 => RowLayout::Interleaved {
+            lanes: 1,
+            offsets: [0, 0, 0],
+        },
+        f => RowLayout::Interleaved {
+            lanes: f.bytes_per_pixel().unwrap_or(4),
+            offsets: f.rgb_offsets().unwrap_or([0, 1, 2]),
+        },
+    }
+}
+
+#[inline(always)]
+fn plane_row<'a>(frame: &Frame<'a>, plane: usize, y: usize) -> &'a [u8] {
+    &frame.planes[plane][frame.strides[plane] * y..]
+}
+
+/// Copies `src[k]` to `dst[2k − odd]` and `dst[2k + 1 − odd]` (chroma upsampling, nearest).
+#[inline(always)]
+fn dup2(dst: &mut [f32], src: &[f32], odd: bool) {
+    let (dst, src) = if odd {
+        dst[0] = src[0];
+        (&mut dst[1..], &src[1..])
+    } else {
+        (dst, src)
+    };
+    // Blocks of 8 outputs (shuffles once vectorized), then the tail.
+    let blocks = dst.len() / 8;
+    for (d, v) in dst.chunks_exact_mut(8).zip(src.chunks_exact(4)) {
+        for k in 0..8 {
+            d[k] = v[k / 2];
+        }
+    }
+    for (i, d) in dst.iter_mut().enumerate().skip(blocks * 8) {
+        *d = src[i / 2];
+    }
+}
+
+/// YUV pixels `x0..x1` of one row to planar R, G, B (`out[..3n]`, `n = x1 - x0`).
+/// `u`, `v` iterate the chroma bytes of columns `x0/2 ..= (x1-1)/2`.
+/// Written as element-wise passes so that they vectorize.
+#[inline(always)]
+fn yuv_row_planar<'u>(
+    c: &YuvCoeffs,
+    luma: &[u8],
+    x0: usize,
+    x1: usize,
+    chroma: impl Iterator<Item = (&'u u8, &'u u8)>,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let n = x1 - x0;
+    let nk = (x1 - 1) / 2 - x0 / 2 + 1;
+    set_len(scratch, n + 3 * nk);
+    let (l, rest) = scratch.split_at_mut(n);
+    let (cr, rest) = rest.split_at_mut(nk);
+    let (cg, cb) = rest.split_at_mut(nk);
+    for (l, &y) in l.iter_mut().zip(&luma[x0..x1]) {
+        *l = c.luma(y);
+    }
+    for (((cr, cg), cb), (&u, &v)) in cr
+        .iter_mut()
+        .zip(cg.iter_mut())
+        .zip(cb.iter_mut())
+        .zip(chroma)
+    {
+        [*cr, *cg, *cb] = c.chroma(u, v);
+    }
+    let (rp, rest) = out[..3 * n].split_at_mut(n);
+    let (gp, bp) = rest.split_at_mut(n);
+    let odd = x0 % 2 == 1;
+    dup2(rp, cr, odd);
+    dup2(gp, cg, odd);
+    dup2(bp, cb, odd);
+    for (((r, g), b), &l) in rp.iter_mut().zip(gp.iter_mut()).zip(bp.iter_mut()).zip(&*l) {
+        [*r, *g, *b] = YuvCoeffs::rgb(l, [*r, *g, *b]);
+    }
+}
+
+/// Converts pixels `x0..x1` of row `y` of a validated frame into `out` in the format's
+/// [`RowLayout`] (`(x1 - x0) * floats_per_pixel` floats).
+#[inline(always)]
+fn convert_row(
+    frame: &Frame<'_>,
+    coeffs: &YuvCoeffs,
+    y: usize,
+    x0: usize,
+    x1: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    debug_assert!(x0 < x1 && x1 <= frame.width && y < frame.height);
+    let (k0, k1) = (x0 / 2, (x1 - 1) / 2 + 1);
+    match frame.format {
+        PixelFormat::I420 => {
+            let ur = &plane_row(frame, 1, y / 2)[k0..k1];
+            let vr = &plane_row(frame, 2, y / 2)[k0..k1];
+            let luma = plane_row(frame, 0, y);
+            yuv_row_planar(coeffs, luma, x0, x1, ur.iter().zip(vr), out, scratch);
+        }
+        PixelFormat::Nv12 => {
+            let uv = &plane_row(frame, 1, y / 2)[2 * k0..2 * k1];
+            let chroma = uv.chunks_exact(2).map(|p| (&p[0], &p[1]));
+            let luma = plane_row(frame, 0, y);
+            yuv_row_planar(coeffs, luma, x0, x1, chroma, out, scratch);
+        }
+        format => {
+            // Packed RGB family / Gray8: every byte as f32 (channels picked later).
+            let bpp = format.bytes_per_pixel().unwrap_or(1);
+            let src = &plane_row(frame, 0, y)[x0 * bpp..x1 * bpp];
+            for (o, &b) in out[..src.len()].iter_mut().zip(src) {
+                *o = b as f32;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------
+
+/// How the frame's aspect ratio is reconciled with the tensor's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Aspect {
+    /// Whole frame to whole tensor (aspect ratio not preserved).
+    #[default]
+    Stretch,
+    /// Whole frame scaled uniformly to fit, centred, black borders (see [`pad_placement`]).
+    Pad,
+    /// Largest centred source rectangle with the tensor's aspect ratio (see [`crop_rect`]).
+    Crop,
+}
+
+/// Memory layout of the output tensor (batch size 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TensorLayout {
+    /// `[1, 3, h, w]`.
+    #[default]
+    Nchw,
+    /// `[1, h, w, 3]`.
+    Nhwc,
+}
+
+/// Order of the 3 channels in the tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChannelOrder {
+    /// Channel 0 is red.
+    #[default]
+    Rgb,
+    /// Channel 0 is blue.
+    Bgr,
+}
+
+/// Value normalization (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum Normalization {
+    /// FaceNet's per-image prewhitening.
+    #[default]
+    Prewhiten,
+    /// `(x − mean[c]) / std[c]`, in R,G,B order regardless of [`ChannelOrder`], 0..255 scale.
+    Fixed {
+        /// Per-channel mean (R, G, B).
+        mean: [f32; 3],
+        /// Per-channel standard deviation (R, G, B), finite and > 0.
+        std: [f32; 3],
+    },
+    /// Raw 0..255 values.
+    None,
+}
+
+/// What the [`Preprocessor`] produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreprocessConfig {
+    /// Tensor width (model input width).
+    pub width: usize,
+    /// Tensor height (model input height).
+    pub height: usize,
+    /// Aspect mode of [`Preprocessor::process`].
+    pub aspect: Aspect,
+    /// Tensor memory layout.
+    pub layout: TensorLayout,
+    /// Tensor channel order.
+    pub channel_order: ChannelOrder,
+    /// Value normalization.
+    pub normalization: Normalization,
+}
+
+impl Default for PreprocessConfig {
+    /// 160x160, stretch, NCHW, RGB, prewhiten (FaceNet).
+    fn default() -> Self {
+        PreprocessConfig::new(160, 160)
+    }
+}
+
+impl PreprocessConfig {
+    /// `width x height` with the default aspect, layout, channel order and normalization.
+    pub fn new(width: usize, height: usize) -> Self {
+        PreprocessConfig {
+            width,
+            height,
+            aspect: Aspect::default(),
+            layout: TensorLayout::default(),
+            channel_order: ChannelOrder::default(),
+            normalization: Normalization::default(),
+        }
+    }
+
+    /// Number of `f32` values of the tensor: `3·width·height`.
+    pub fn tensor_len(&self) -> usize {
+        3 * self.width * self.height
+    }
+
+    /// Checks the configuration (what [`Preprocessor::new`] checks).
+    pub fn validate(&self) -> Result<(), PreprocessError> {
+        if self.width == 0 || self.height == 0 {
+            return Err(PreprocessError::InvalidConfig(format!(
+                "tensor size must be non-zero, got {}x{}",
+                self.width, self.height
+            )));
+        }
+        let fits = self
+            .width
+            .checked_mul(self.height)
+            .and_then(|v| v.checked_mul(3 * std::mem::size_of::<f32>()))
+            .is_some_and(|v| v <= isize::MAX as usize);
+        if !fits {
+            return Err(PreprocessError::InvalidConfig(format!(
+                "tensor size {}x{} is too large",
+                self.width, self.height
+            )));
+        }
+        if let Normalization::Fixed { mean, std } = self.normalization {
+            for c in 0..3 {
+                let name = ["R", "G", "B"][c];
+                if !mean[c].is_finite() {
+                    return Err(PreprocessError::InvalidConfig(format!(
+                        "normalization mean for {name} must be finite, got {}",
+                        mean[c]
+                    )));
+                }
+                if !(std[c].is_finite() && std[c] > 0.0) {
+                    return Err(PreprocessError::InvalidConfig(format!(
+                        "normalization std for {name} must be finite and > 0, got {}",
+                        std[c]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A rectangle in source pixel coordinates (f64; pixel `i` covers `[i, i + 1)`). May extend
+/// outside the frame (see the module docs for what is sampled there).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SourceRect {
+    /// Left edge.
+    pub x: f64,
+    /// Top edge.
+    pub y: f64,
+    /// Width (> 0).
+    pub width: f64,
+    /// Height (> 0).
+    pub height: f64,
+}
+
+impl SourceRect {
+    /// A rectangle from its left/top edges and size.
+    pub fn new(x: f64, y: f64, width: f64, height: f64) -> Self {
+        SourceRect {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
+    /// The whole `width x height` frame.
+    pub fn full(width: usize, height: usize) -> Self {
+        SourceRect::new(0.0, 0.0, width as f64, height as f64)
+    }
+
+    /// Checks that the rectangle is usable: finite, positive size of at most
+    /// [`MAX_SOURCE_RECT_EXTENT`], `|x|, |y| <= MAX_SOURCE_RECT_COORD`.
+    pub fn validate(&self) -> Result<(), PreprocessError> {
+        let err = |reason: &'static str| {
+            Err(PreprocessError::InvalidSourceRect {
+                rect: *self,
+                reason,
+            })
+        };
+        if ![self.x, self.y, self.width, self.height]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            return err("coordinates must be finite");
+        }
+        if self.width <= 0.0 || self.height <= 0.0 {
+            return err("width and height must be > 0");
+        }
+        if self.width > MAX_SOURCE_RECT_EXTENT || self.height > MAX_SOURCE_RECT_EXTENT {
+            return err("width/height exceed MAX_SOURCE_RECT_EXTENT");
+        }
+        if self.x.abs() > MAX_SOURCE_RECT_COORD || self.y.abs() > MAX_SOURCE_RECT_COORD {
+            return err("|x|/|y| exceed MAX_SOURCE_RECT_COORD");
+        }
+        Ok(())
+    }
+}
+
+/// Where [`Aspect::Pad`] places the scaled frame inside the tensor (whole output pixels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PadPlacement {
+    /// First output column of the content.
+    pub x: usize,
+    /// First output row of the content.
+    pub y: usize,
+    /// Content width in output pixels.
+    pub width: usize,
+    /// Content height in output pixels.
+    pub height: usize,
+}
+
+/// [`Aspect::Pad`] geometry: `scale = min(out_w / frame_w, out_h / frame_h)`,
+/// `width = round(frame_w·scale)`, `height = round(frame_h·scale)` (half away from zero,
+/// clamped to `[1, out]`), `x = (out_w − width) / 2`, `y = (out_h − height) / 2` (integer
+/// division). All sizes must be non-zero.
+pub fn pad_placement(frame_w: usize, frame_h: usize, out_w: usize, out_h: usize) -> PadPlacement {
+    let scale = (out_w as f64 / frame_w as f64).min(out_h as f64 / frame_h as f64);
+    let width = ((frame_w as f64 * scale).round() as usize).clamp(1, out_w);
+    let height = ((frame_h as f64 * scale).round() as usize).clamp(1, out_h);
+    PadPlacement {
+        x: (out_w - width) / 2,
+        y: (out_h - height) / 2,
+        width,
+        height,
+    }
+}
+
+/// [`Aspect::Crop`] geometry: the largest centred rectangle of the frame with aspect ratio
+/// `out_w : out_h`, in f64 source coordinates. Exactly the whole frame when the aspect
+/// ratios are equal (compared exactly in integers); otherwise the full height with
+/// `width = frame_h·out_w/out_h`, `x = (frame_w − width)/2` (frame wider than the tensor)
+/// or the full width with `height = frame_w·out_h/out_w`, `y = (frame_h − height)/2`.
+pub fn crop_rect(frame_w: usize, frame_h: usize, out_w: usize, out_h: usize) -> SourceRect {
+    let wide = frame_w as u128 * out_h as u128;
+    let tall = frame_h as u128 * out_w as u128;
+    let (fw, fh) = (frame_w as f64, frame_h as f64);
+    if wide == tall {
+        SourceRect::full(frame_w, frame_h)
+    } else if wide > tall {
+        let w = fh * out_w as f64 / out_h as f64;
+        SourceRect::new((fw - w) / 2.0, 0.0, w, fh)
+    } else {
+        let h = fw * out_h as f64 / out_w as f64;
+        SourceRect::new(0.0, (fh - h) / 2.0, fw, h)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------
+
+/// Why preprocessing could not be done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreprocessError {
+    /// Frame width or height is 0.
+    EmptyFrame { width: usize, height: usize },
+    /// The frame's plane sizes overflow `usize`.
+    FrameTooLarge { width: usize, height: usize },
+    /// A plane's stride is smaller than its row.
+    StrideTooSmall {
+        plane: usize,
+        stride: usize,
+        row_bytes: usize,
+    },
+    /// A plane's buffer is too short for its stride and rows.
+    PlaneTooSmall {
+        plane: usize,
+        len: usize,
+        required: usize,
+        stride: usize,
+        rows: usize,
+        row_bytes: usize,
+    },
+    /// An input or output buffer has the wrong length.
+    BufferLength {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    /// The source rectangle is unusable.
+    InvalidSourceRect {
+        rect: SourceRect,
+        reason: &'static str,
+    },
+    /// The configuration is invalid (message says why).
+    InvalidConfig(String),
+}
+
+impl fmt::Display for PreprocessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PreprocessError::EmptyFrame { width, height } => {
+                write!(f, "frame size must be non-zero, got {width}x{height}")
+            }
+            PreprocessError::FrameTooLarge { width, height } => {
+                write!(f, "frame size {width}x{height} overflows the address space")
+            }
+            PreprocessError::StrideTooSmall {
+                plane,
+                stride,
+                row_bytes,
+            } => write!(
+                f,
+                "plane {plane}: stride {stride} is smaller than the row size of {row_bytes} bytes"
+            ),
+            PreprocessError::PlaneTooSmall {
+                plane,
+                len,
+                required,
+                stride,
+                rows,
+                row_bytes,
+            } => write!(
+                f,
+                "plane {plane}: buffer has {len} bytes, needs {required} \
+                 ({rows} rows, stride {stride}, last row {row_bytes} bytes)"
+            ),
+            PreprocessError::BufferLength {
+                what,
+                expected,
+                actual,
+            } => write!(f, "{what} has length {actual}, expected {expected} values"),
+            PreprocessError::InvalidSourceRect { rect, reason } => write!(
+                f,
+                "invalid source rectangle (x {}, y {}, {} x {}): {reason}",
+                rect.x, rect.y, rect.width, rect.height
+            ),
+            PreprocessError::InvalidConfig(msg) => write!(f, "invalid preprocess config: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for PreprocessError {}
+
+// ---------------------------------------------------------------------------------------
+// Resampler
+// ---------------------------------------------------------------------------------------
+
+/// Taps of one destination pixel: source indices `start..start + len`, weights at
+/// `weights[offset..offset + len]`; `total` is their sum (exactly 1.0 unless taps were
+/// dropped as black, outside the frame but inside the sampling domain).
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: usize,
+    len: usize,
+    offset: usize,
+    total: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct AxisKey {
+    src_len: usize,
+    origin: f64,
+    extent: f64,
+    out_len: usize,
+}
+
+/// Precomputed weights for one axis (see the module docs for the kernel).
+#[derive(Clone, Debug, Default)]
+struct AxisTable {
+    key: Option<AxisKey>,
+    spans: Vec<Span>,
+    weights: Vec<f32>,
+    /// Union of the source indices used: `lo..hi` (empty if no tap is inside the frame).
+    lo: usize,
+    hi: usize,
+    /// Largest `Span::len`.
+    max_len: usize,
+}
+
+impl AxisTable {
+    /// Recomputes the table unless it is already for these parameters. Reuses capacity.
+    fn update(&mut self, src_len: usize, origin: f64, extent: f64, out_len: usize) {
+        let key = AxisKey {
+            src_len,
+            origin,
+            extent,
+            out_len,
+        };
+        if self.key == Some(key) {
+            return;
+        }
+        self.key = Some(key);
+        self.spans.clear();
+        self.weights.clear();
+        self.lo = usize::MAX;
+        self.hi = 0;
+        self.max_len = 0;
+
+        let scale = extent / out_len as f64;
+        let support = scale.max(1.0);
+        let n = src_len as i64;
+        // Sampling domain: the frame extended to cover the rectangle (outward-rounded).
+        let dom_lo = (origin.floor() as i64).min(0);
+        let dom_hi = ((origin + extent).ceil() as i64).max(n);
+
+        for j in 0..out_len {
+            let c = origin + (j as f64 + 0.5) * scale;
+            let first = ((c - support - 0.5).floor() as i64).max(dom_lo);
+            let last = ((c + support - 0.5).ceil() as i64).min(dom_hi - 1);
+            let offset = self.weights.len();
+            let tent = |i: i64| 1.0 - (i as f64 + 0.5 - c).abs() / support;
+            // Normalization over the whole domain (black taps included) ...
+            let mut sum = 0.0f64;
+            for i in first..=last {
+                let w = tent(i);
+                if w > 0.0 {
+                    sum += w;
+                }
+            }
+            // ... but only taps inside the frame are stored (the others read black).
+            // In-frame positive-weight taps are contiguous (the kernel is unimodal).
+            let mut start = 0usize;
+            let mut len = 0usize;
+            let mut in_frame = 0.0f64;
+            if sum > 0.0 {
+                for i in first.max(0)..=last.min(n - 1) {
+                    let w = tent(i);
+                    if w > 0.0 {
+                        if len == 0 {
+                            start = i as usize;
+                        }
+                        self.weights.push((w / sum) as f32);
+                        in_frame += w;
+                        len += 1;
+                    }
+                }
+            }
+            // Exactly 1.0 when no tap reads black (keeps constants and identity exact).
+            let total = if in_frame == sum {
+                1.0
+            } else {
+                (in_frame / sum) as f32
+            };
+            if len > 0 {
+                self.lo = self.lo.min(start);
+                self.hi = self.hi.max(start + len);
+                self.max_len = self.max_len.max(len);
+            }
+            self.spans.push(Span {
+                start,
+                len,
+                offset,
+                total,
+            });
+        }
+        if self.lo >= self.hi {
+            self.lo = 0;
+            self.hi = 0;
+        }
+    }
+}
+
+/// Something the resampler can read converted rows from.
+trait RowSource {
+    fn width(&self) -> usize;
+    fn height(&self) -> usize;
+    fn layout(&self) -> RowLayout;
+    /// Pixels `x0..x1` of row `y`, in [`RowLayout`], into
+    /// `out[..(x1 - x0) * layout().floats_per_pixel()]`; `scratch` is reusable temp space.
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut Vec<f32>);
+}
+
+struct FrameRows<'f, 'a> {
+    frame: &'f Frame<'a>,
+    coeffs: YuvCoeffs,
+}
+
+impl RowSource for FrameRows<'_, '_> {
+    fn width(&self) -> usize {
+        self.frame.width
+    }
+    fn height(&self) -> usize {
+        self.frame.height
+    }
+    fn layout(&self) -> RowLayout {
+        row_layout(self.frame.format)
+    }
+    #[inline(always)]
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        convert_row(self.frame, &self.coeffs, y, x0, x1, out, scratch);
+    }
+}
+
+struct RgbF32Rows<'a> {
+    data: &'a [f32],
+    width: usize,
+    height: usize,
+}
+
+impl RowSource for RgbF32Rows<'_> {
+    fn width(&self) -> usize {
+        self.width
+    }
+    fn height(&self) -> usize {
+        self.height
+    }
+    fn layout(&self) -> RowLayout {
+        RowLayout::Interleaved {
+            lanes: 3,
+            offsets: [0, 1, 2],
+        }
+    }
+    #[inline(always)]
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], _: &mut Vec<f32>) {
+        let base = y * self.width;
+        out[..(x1 - x0) * 3].copy_from_slice(&self.data[(base + x0) * 3..(base + x1) * 3]);
+    }
+}
+
+/// Destination region: `width x height` pixels at (`x`, `y`) of an interleaved RGB f32
+/// image `stride` pixels wide.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    x: usize,
+    y: usize,
+    width: usize,
+    height: usize,
+    stride: usize,
+}
+
+fn set_len(v: &mut Vec<f32>, len: usize) {
+    if v.len() != len {
+        // Shrinking keeps the capacity; growing reallocates only beyond the capacity.
+        v.resize(len, 0.0);
+    }
+}
+
+/// Vertical pass for one destination row: `acc = T·r_0 + Σ_{k≥1} w_k·(r_k − r_0)` over
+/// whole converted rows (element-wise, so it vectorizes and is layout-agnostic).
+/// `row(k)` is tap row `k`.
+#[inline(always)]
+fn filter_v<'r>(ws: &[f32], total: f32, row: impl Fn(usize) -> &'r [f32], acc: &mut [f32]) {
+    let n = acc.len();
+    let r0 = &row(0)[..n];
+    for (a, &x) in acc.iter_mut().zip(r0) {
+        *a = total * x;
+    }
+    let mut k = 1;
+    while k + 4 <= ws.len() {
+        let (w1, w2, w3, w4) = (ws[k], ws[k + 1], ws[k + 2], ws[k + 3]);
+        let (r1, r2, r3, r4) = (
+            &row(k)[..n],
+            &row(k + 1)[..n],
+            &row(k + 2)[..n],
+            &row(k + 3)[..n],
+        );
+        for i in 0..n {
+            let p = r0[i];
+            acc[i] += (w1 * (r1[i] - p) + w2 * (r2[i] - p)) + (w3 * (r3[i] - p) + w4 * (r4[i] - p));
+        }
+        k += 4;
+    }
+    while k < ws.len() {
+        let w = ws[k];
+        let r = &row(k)[..n];
+        for i in 0..n {
+            acc[i] += w * (r[i] - r0[i]);
+        }
+        k += 1;
+    }
+}
+
+/// `T·x_0 + Σ_k w_k·(x_k − x_0)` with a fixed summation order (8 partial sums).
+#[inline(always)]
+fn dot_pivot(ws: &[f32], xs: &[f32], total: f32) -> f32 {
+    let p0 = xs[0];
+    let mut acc = [0.0f32; 8];
+    let mut wc = ws.chunks_exact(8);
+    let mut xc = xs.chunks_exact(8);
+    for (w, x) in (&mut wc).zip(&mut xc) {
+        for k in 0..8 {
+            acc[k] += w[k] * (x[k] - p0);
+        }
+    }
+    let mut tail = 0.0f32;
+    for (&w, &x) in wc.remainder().iter().zip(xc.remainder()) {
+        tail += w * (x - p0);
+    }
+    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    total * p0 + (sum + tail)
+}
+
+/// Horizontal pass for one destination row: planar R, G, B rows (`n` floats each, source
+/// columns `table.lo..table.hi`) into interleaved RGB `out`.
+#[inline(always)]
+fn filter_h(planes: &[f32], n: usize, table: &AxisTable, out: &mut [f32]) {
+    let (pr, rest) = planes.split_at(n);
+    let (pg, pb) = rest.split_at(n);
+    let pb = &pb[..n];
+    for (span, o) in table.spans.iter().zip(out.chunks_exact_mut(3)) {
+        if span.len == 0 {
+            o.fill(0.0);
+            continue;
+        }
+        let ws = &table.weights[span.offset..span.offset + span.len];
+        let s = span.start - table.lo;
+        o[0] = dot_pivot(ws, &pr[s..s + span.len], span.total);
+        o[1] = dot_pivot(ws, &pg[s..s + span.len], span.total);
+        o[2] = dot_pivot(ws, &pb[s..s + span.len], span.total);
+    }
+}
+
+/// Interleaved `lanes`-per-pixel row into planar R, G, B (`n` pixels).
+#[inline(always)]
+fn deinterleave(src: &[f32], lanes: usize, offsets: [usize; 3], n: usize, dst: &mut [f32]) {
+    #[inline(always)]
+    fn run<const L: usize>(
+        src: &[f32],
+        o: [usize; 3],
+        r: &mut [f32],
+        g: &mut [f32],
+        b: &mut [f32],
+    ) {
+        for (((p, r), g), b) in src.chunks_exact(L).zip(r).zip(g).zip(b) {
+            *r = p[o[0]];
+            *g = p[o[1]];
+            *b = p[o[2]];
+        }
+    }
+    let (r, rest) = dst[..3 * n].split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    match lanes {
+        1 => {
+            r.copy_from_slice(&src[..n]);
+            g.copy_from_slice(&src[..n]);
+            b.copy_from_slice(&src[..n]);
+        }
+        3 => run::<3>(src, offsets, r, g, b),
+        4 => run::<4>(src, offsets, r, g, b),
+        _ => unreachable!("unsupported lane count {lanes}"),
+    }
+}
+
+/// Anti-aliased tent-filter resampler (see the module docs) with reusable scratch space.
+///
+/// Pipeline per destination row: convert the source rows its vertical taps need (each
+/// source row once, into a ring buffer of `max taps` rows, only the needed columns), the
+/// vertical pass over whole rows, then the horizontal pass.
+#[derive(Clone, Default)]
+pub struct Resampler {
+    h: AxisTable,
+    v: AxisTable,
+    /// Ring of converted source rows (row `y` in slot `y % v.max_len`).
+    ring: Vec<f32>,
+    /// Vertically filtered row (same layout as a converted row).
+    acc: Vec<f32>,
+    /// Planar R, G, B copy of `acc` for interleaved layouts.
+    planar: Vec<f32>,
+    /// Colour-conversion temp space.
+    scratch: Vec<f32>,
+    /// Tests: skip the AVX2 build of the pipeline.
+    portable_only: bool,
+}
+
+impl fmt::Debug for Resampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resampler")
+            .field("h", &self.h.key)
+            .field("v", &self.v.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resampler {
+    /// An empty resampler (scratch buffers grow on first use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resamples `rect` of an interleaved RGB f32 image (`src_width x src_height`, tightly
+    /// packed, 3 values per pixel) into `dst` (interleaved RGB, `dst_width x dst_height`,
+    /// tightly packed), with the kernel and edge rules of the module docs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resample_rgb_f32(
+        &mut self,
+        src: &[f32],
+        src_width: usize,
+        src_height: usize,
+        rect: SourceRect,
+        dst: &mut [f32],
+        dst_width: usize,
+        dst_height: usize,
+    ) -> Result<(), PreprocessError> {
+        if src_width == 0 || src_height == 0 {
+            return Err(PreprocessError::EmptyFrame {
+                width: src_width,
+                height: src_height,
+            });
+        }
+        if dst_width == 0 || dst_height == 0 {
+            return Err(PreprocessError::InvalidConfig(format!(
+                "destination size must be non-zero, got {dst_width}x{dst_height}"
+            )));
+        }
+        let src_len = src_width
+            .checked_mul(src_height)
+            .and_then(|v| v.checked_mul(3))
+            .ok_or(PreprocessError::FrameTooLarge {
+                width: src_width,
+                height: src_height,
+            })?;
+        if src.len() != src_len {
+            return Err(PreprocessError::BufferLength {
+                what: "source image",
+                expected: src_len,
+                actual: src.len(),
+            });
+        }
+        let dst_len = dst_width.saturating_mul(dst_height).saturating_mul(3);
+        if dst.len() != dst_len {
+            return Err(PreprocessError::BufferLength {
+                what: "destination image",
+                expected: dst_len,
+                actual: dst.len(),
+            });
+        }
+        rect.validate()?;
+        let source = RgbF32Rows {
+            data: src,
+            width: src_width,
+            height: src_height,
+        };
+        let region = Region {
+            x: 0,
+            y: 0,
+            width: dst_width,
+            height: dst_height,
+            stride: dst_width,
+        };
+        self.run(&source, rect, dst, region);
+        Ok(())
+    }
+
+    /// The core: `rect` of `src` into `region` of `dst`. `rect` must be validated.
+    ///
+    /// On x86_64 CPUs with AVX2 the same code is run compiled for AVX2 (wider auto-
+    /// vectorization). Both builds do the same f32 operations in the same order (no FMA
+    /// contraction, fixed summation order), so their results are bit-identical.
+    fn run<S: RowSource>(&mut self, src: &S, rect: SourceRect, dst: &mut [f32], region: Region) {
+        #[cfg(target_arch = "x86_64")]
+        if !self.portable_only && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { self.run_avx2(src, rect, dst, region) };
+            return;
+        }
+        self.run_impl(src, rect, dst, region);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2<S: RowSource>(
+        &mut self,
+        src: &S,
+        rect: SourceRect,
+        dst: &mut [f32],
+        region: Region,
+    ) {
+        self.run_impl(src, rect, dst, region);
+    }
+
+    #[inline(always)]
+    fn run_impl<S: RowSource>(
+        &mut self,
+        src: &S,
+        rect: SourceRect,
+        dst: &mut [f32],
+        region: Region,
+    ) {
+        self.h.update(src.width(), rect.x, rect.width, region.width);
+        self.v
+            .update(src.height(), rect.y, rect.height, region.height);
+        let out_len = region.width * 3;
+        let dst_stride = region.stride * 3;
+        let dst_row = |j: usize| {
+            let start = (region.y + j) * dst_stride + region.x * 3;
+            start..start + out_len
+        };
+
+        let (hlo, hhi) = (self.h.lo, self.h.hi);
+        if hlo >= hhi || self.v.lo >= self.v.hi {
+            // No tap inside the frame: all black.
+            for j in 0..region.height {
+                dst[dst_row(j)].fill(0.0);
+            }
+            return;
+        }
+
+        let layout = src.layout();
+        let n = hhi - hlo;
+        let row_len = n * layout.floats_per_pixel();
+        let cap = self.v.max_len;
+        set_len(&mut self.ring, cap * row_len);
+        set_len(&mut self.acc, row_len);
+        if let RowLayout::Interleaved { .. } = layout {
+            set_len(&mut self.planar, 3 * n);
+        }
+
+        let ring = &mut self.ring;
+        let mut next = 0usize; // first source row not converted yet
+        for (j, span) in self.v.spans.iter().enumerate() {
+            let d = &mut dst[dst_row(j)];
+            if span.len == 0 {
+                d.fill(0.0);
+                continue;
+            }
+            // Spans are monotonic: rows below span.start are never needed again.
+            next = next.max(span.start);
+            while next < span.start + span.len {
+                let slot = next % cap;
+                let out = &mut ring[slot * row_len..(slot + 1) * row_len];
+                src.read_row(next, hlo, hhi, out, &mut self.scratch);
+                next += 1;
+            }
+            let ws = &self.v.weights[span.offset..span.offset + span.len];
+            let ring: &[f32] = ring;
+            let row = |k: usize| {
+                let slot = (span.start + k) % cap;
+                &ring[slot * row_len..(slot + 1) * row_len]
+            };
+            filter_v(ws, span.total, row, &mut self.acc);
+            let planes: &[f32] = match layout {
+                RowLayout::Planar => &self.acc,
+                RowLayout::Interleaved { lanes, offsets } => {
+                    deinterleave(&self.acc, lanes, offsets, n, &mut self.planar);
+                    &self.planar
+                }
+            };
+            filter_h(planes, n, &self.h, d);
+        }
+    }
+
+    #[cfg(test)]
+    fn fingerprint(&self) -> Vec<(usize, usize)> {
+        vec![
+            (self.h.spans.as_ptr() as usize, self.h.spans.capacity()),
+            (self.h.weights.as_ptr() as usize, self.h.weights.capacity()),
+            (self.v.spans.as_ptr() as usize, self.v.spans.capacity()),
+            (self.v.weights.as_ptr() as usize, self.v.weights.capacity()),
+            (self.ring.as_ptr() as usize, self.ring.capacity()),
+            (self.acc.as_ptr() as usize, self.acc.capacity()),
+            (self.planar.as_ptr() as usize, self.planar.capacity()),
+            (self.scratch.as_ptr() as usize, self.scratch.capacity()),
+        ]
+    }
+}
+
+/// One-shot whole-image resize of an interleaved RGB f32 image (allocates its scratch; use a
+/// [`Resampler`] on hot paths). Same kernel as [`Preprocessor`].
+pub fn resize_rgb_f32(
+    src: &[f32],
+    src_width: usize,
+    src_height: usize,
+    dst: &mut [f32],
+    dst_width: usize,
+    dst_height: usize,
+) -> Result<(), PreprocessError> {
+    Resampler::new().resample_rgb_f32(
+        src,
+        src_width,
+        src_height,
+        SourceRect::full(src_width.max(1), src_height.max(1)),
+        dst,
+        dst_width,
+        dst_height,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Normalization / layout
+// ---------------------------------------------------------------------------------------
+
+/// FaceNet prewhiten statistics of `values`: `(mean, max(std, 1/sqrt(n)))`, population
+/// std, accumulated in f64 (two passes). `values` must be non-empty.
+pub fn prewhiten_stats(values: &[f32]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let sum4 = |f: &dyn Fn(f32) -> f64| {
+        let mut acc = [0.0f64; 4];
+        let mut chunks = values.chunks_exact(4);
+        for c in &mut chunks {
+            for k in 0..4 {
+                acc[k] += f(c[k]);
+            }
+        }
+        let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    };
+    let mean = sum4(&|v| v as f64) / n;
+    let var = sum4(&|v| {
+        let d = v as f64 - mean;
+        d * d
+    }) / n;
+    (mean, var.sqrt().max(1.0 / n.sqrt()))
+}
+
+/// Normalizes an interleaved RGB image (0..255) and writes it in the configured layout.
+fn write_tensor(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
+    let (sub, div): ([f32; 3], [f32; 3]) = match cfg.normalization {
+        Normalization::None => ([0.0; 3], [1.0; 3]),
+        Normalization::Fixed { mean, std } => (mean, std),
+        Normalization::Prewhiten => {
+            let (m, s) = prewhiten_stats(image);
+            ([m as f32; 3], [s as f32; 3])
+        }
+    };
+    // Tensor channel t takes image channel map[t].
+    let map: [usize; 3] = match cfg.channel_order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    let sub = [sub[map[0]], sub[map[1]], sub[map[2]]];
+    let div = [div[map[0]], div[map[1]], div[map[2]]];
+    match cfg.layout {
+        TensorLayout::Nhwc => {
+            for (o, p) in out.chunks_exact_mut(3).zip(image.chunks_exact(3)) {
+                o[0] = (p[map[0]] - sub[0]) / div[0];
+                o[1] = (p[map[1]] - sub[1]) / div[1];
+                o[2] = (p[map[2]] - sub[2]) / div[2];
+            }
+        }
+        TensorLayout::Nchw => {
+            let n = image.len() / 3;
+            let (c0, rest) = out.split_at_mut(n);
+            let (c1, c2) = rest.split_at_mut(n);
+            for (((p, a), b), c) in image.chunks_exact(3).zip(c0).zip(c1).zip(c2) {
+                *a = (p[map[0]] - sub[0]) / div[0];
+                *b = (p[map[1]] - sub[1]) / div[1];
+                *c = (p[map[2]] - sub[2]) / div[2];
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Preprocessor
+// ---------------------------------------------------------------------------------------
+
+/// Frame → tensor preprocessor with reusable scratch buffers (see the module docs).
+#[derive(Clone)]
+pub struct Preprocessor {
+    config: PreprocessConfig,
+    resampler: Resampler,
+    /// Resampled (and padded) image, interleaved RGB, 0..255, tensor size.
+    image: Vec<f32>,
+}
+
+impl fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Preprocessor")
+            .field("config", &self.config)
+            .field("resampler", &self.resampler)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Preprocessor {
+    /// Validates `config` (non-zero size, finite means, finite positive stds) and allocates
+    /// the tensor-sized scratch image.
+    pub fn new(config: PreprocessConfig) -> Result<Self, PreprocessError> {
+        config.validate()?;
+        let image = vec![0.0; config.tensor_len()];
+        Ok(Preprocessor {
+            config,
+            resampler: Resampler::new(),
+            image,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+
+    /// The last resampled image before normalization: interleaved R,G,B (always RGB order),
+    /// 0..255, `width x height` of the config (padding included).
+    pub fn resampled_image(&self) -> &[f32] {
+        &self.image
+    }
+
+    /// The whole frame, per the configured [`Aspect`], into `out` (`len == tensor_len()`).
+    pub fn process(&mut self, frame: &Frame, out: &mut [f32]) -> Result<(), PreprocessError> {
+        self.check(frame, out)?;
+        let (w, h) = (self.config.width, self.config.height);
+        let full = Region {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+            stride: w,
+        };
+        match self.config.aspect {
+            Aspect::Stretch => {
+                self.resample(frame, SourceRect::full(frame.width, frame.height), full)
+            }
+            Aspect::Crop => {
+                let rect = crop_rect(frame.width, frame.height, w, h);
+                self.resample(frame, rect, full)
+            }
+            Aspect::Pad => {
+                let p = pad_placement(frame.width, frame.height, w, h);
+                if p.width != w || p.height != h {
+                    self.image.fill(0.0);
+                }
+                let region = Region {
+                    x: p.x,
+                    y: p.y,
+                    width: p.width,
+                    height: p.height,
+                    stride: w,
+                };
+                self.resample(frame, SourceRect::full(frame.width, frame.height), region)
+            }
+        }
+        write_tensor(&self.image, &self.config, out);
+        Ok(())
+    }
+
+    /// `src` (source pixel coordinates, may extend outside the frame: see the module docs)
+    /// resampled to fill the whole tensor, ignoring [`Aspect`]; same normalization and
+    /// layout as [`process`](Self::process).
+    pub fn process_rect(
+        &mut self,
+        frame: &Frame,
+        src: SourceRect,
+        out: &mut [f32],
+    ) -> Result<(), PreprocessError> {
+        self.check(frame, out)?;
+        src.validate()?;
+        let (w, h) = (self.config.width, self.config.height);
+        let full = Region {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+            stride: w,
+        };
+        self.resample(frame, src, full);
+        write_tensor(&self.image, &self.config, out);
+        Ok(())
+    }
+
+    fn check(&self, frame: &Frame, out: &[f32]) -> Result<(), PreprocessError> {
+        frame.validate()?;
+        let expected = self.config.tensor_len();
+        if out.len() != expected {
+            return Err(PreprocessError::BufferLength {
+                what: "output tensor",
+                expected,
+                actual: out.len(),
+            });
+        }
+        Ok(())
+    }
+
+    fn resample(&mut self, frame: &Frame, rect: SourceRect, region: Region) {
+        let source = FrameRows {
+            frame,
+            coeffs: YuvCoeffs::new(frame.colorimetry),
+        };
+        self.resampler.run(&source, rect, &mut self.image, region);
+    }
+
+    #[cfg(test)]
+    fn fingerprint(&self) -> Vec<(usize, usize)> {
+        let mut v = self.resampler.fingerprint();
+        v.push((self.image.as_ptr() as usize, self.image.capacity()));
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Max abs error allowed against the f64 references, on the 0..255 scale.
+    const TOL: f64 = 1e-3;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn byte(&mut self) -> u8 {
+            (self.next() >> 56) as u8
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn random_rgb_f32(w: usize, h: usize, rng: &mut Rng) -> Vec<f32> {
+        (0..w * h * 3)
+            .map(|_| (rng.unit() * 255.0) as f32)
+            .collect()
+    }
+
+    /// Direct, non-separable f64 implementation of the documented kernel: for each output
+    /// pixel, 2-D tent weights over the sampling domain (frame extended with black to
+    /// cover the rectangle), normalized by their total.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_pixel(
+        src: &[f32],
+        sw: usize,
+        sh: usize,
+        rect: SourceRect,
+        dw: usize,
+        dh: usize,
+        jx: usize,
+        jy: usize,
+    ) -> [f64; 3] {
+        let sx = rect.width / dw as f64;
+        let sy = rect.height / dh as f64;
+        let rx = sx.max(1.0);
+        let ry = sy.max(1.0);
+        let cx = rect.x + (jx as f64 + 0.5) * sx;
+        let cy = rect.y + (jy as f64 + 0.5) * sy;
+        let dom_x = (
+            rect.x.floor().min(0.0) as i64,
+            (rect.x + rect.width).ceil().max(sw as f64) as i64,
+        );
+        let dom_y = (
+            rect.y.floor().min(0.0) as i64,
+            (rect.y + rect.height).ceil().max(sh as f64) as i64,
+        );
+        // Candidate range generously wider than the support, then filtered by |d| < r.
+        let x_lo = ((cx - rx).floor() as i64 - 2).max(dom_x.0);
+        let x_hi = ((cx + rx).ceil() as i64 + 2).min(dom_x.1 - 1);
+        let y_lo = ((cy - ry).floor() as i64 - 2).max(dom_y.0);
+        let y_hi = ((cy + ry).ceil() as i64 + 2).min(dom_y.1 - 1);
+        let mut sum = 0.0;
+        let mut acc = [0.0f64; 3];
+        for iy in y_lo..=y_hi {
+            let dy = (iy as f64 + 0.5 - cy).abs();
+            if dy >= ry {
+                continue;
+            }
+            for ix in x_lo..=x_hi {
+                let dx = (ix as f64 + 0.5 - cx).abs();
+                if dx >= rx {
+                    continue;
+                }
+                let w = (1.0 - dx / rx) * (1.0 - dy / ry);
+                sum += w;
+                if ix >= 0 && iy >= 0 && (ix as usize) < sw && (iy as usize) < sh {
+                    let p = (iy as usize * sw + ix as usize) * 3;
+                    for c in 0..3 {
+                        acc[c] += w * src[p + c] as f64;
+                    }
+                }
+            }
+        }
+        assert!(sum > 0.0);
+        acc.map(|a| a / sum)
+    }
+
+    /// Compares `resample_rgb_f32` with the naive reference on every output pixel
+    /// (or `samples` random ones); returns the max abs error.
+    fn check_against_naive(
+        sw: usize,
+        sh: usize,
+        rect: SourceRect,
+        dw: usize,
+        dh: usize,
+        samples: Option<usize>,
+        rng: &mut Rng,
+    ) -> f64 {
+        let src = random_rgb_f32(sw, sh, rng);
+        let mut dst = vec![f32::NAN; dw * dh * 3];
+        Resampler::new()
+            .resample_rgb_f32(&src, sw, sh, rect, &mut dst, dw, dh)
+            .unwrap();
+        let pixels: Vec<(usize, usize)> = match samples {
+            None => (0..dh).flat_map(|y| (0..dw).map(move |x| (x, y))).collect(),
+            Some(n) => {
+                let mut v: Vec<_> = (0..n)
+                    .map(|_| {
+                        (
+                            (rng.next() % dw as u64) as usize,
+                            (rng.next() % dh as u64) as usize,
+                        )
+                    })
+                    .collect();
+                // Always include the corners (edge handling).
+                v.extend([(0, 0), (dw - 1, 0), (0, dh - 1), (dw - 1, dh - 1)]);
+                v
+            }
+        };
+        let mut max_err = 0.0f64;
+        for (x, y) in pixels {
+            let want = naive_pixel(&src, sw, sh, rect, dw, dh, x, y);
+            for c in 0..3 {
+                let got = dst[(y * dw + x) * 3 + c] as f64;
+                let err = (got - want[c]).abs();
+                assert!(
+                    err <= TOL,
+                    "{sw}x{sh} {rect:?} -> {dw}x{dh}: pixel ({x},{y}) ch {c}: got {got}, want {}",
+                    want[c]
+                );
+                max_err = max_err.max(err);
+            }
+        }
+        max_err
+    }
+
+    #[test]
+    fn resize_matches_naive_reference() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let cases: &[(usize, usize, usize, usize)] = &[
+            (1, 1, 1, 1),
+            (1, 1, 160, 160),
+            (3, 5, 160, 160),
+            (5, 3, 160, 160),
+            (3, 5, 2, 2),
+            (5, 3, 7, 4),
+            (7, 160, 160, 160),
+            (7, 160, 3, 11),
+            (160, 7, 160, 160),
+            (64, 48, 160, 160),
+            (640, 480, 160, 160),
+            (100, 80, 37, 53),
+            (300, 200, 160, 96),
+            (161, 97, 160, 160),
+            (160, 160, 160, 160),
+            (159, 161, 160, 160),
+            (1000, 3, 17, 5),
+        ];
+        let mut worst = 0.0f64;
+        for &(sw, sh, dw, dh) in cases {
+            let e = check_against_naive(sw, sh, SourceRect::full(sw, sh), dw, dh, None, &mut rng);
+            worst = worst.max(e);
+        }
+        // Large frame: sample output pixels.
+        let e = check_against_naive(
+            4096,
+            2160,
+            SourceRect::full(4096, 2160),
+            160,
+            160,
+            Some(300),
+            &mut rng,
+        );
+        worst = worst.max(e);
+        eprintln!("resize vs naive: max abs error {worst:e}");
+    }
+
+    #[test]
+    fn resample_rects_match_naive_reference() {
+        let mut rng = Rng(42);
+        let cases: &[(usize, usize, SourceRect, usize, usize)] = &[
+            // Inside the frame, fractional.
+            (40, 30, SourceRect::new(3.25, 2.5, 20.5, 17.75), 16, 16),
+            (40, 30, SourceRect::new(3.25, 2.5, 5.5, 4.0), 16, 12),
+            // Crossing the frame borders (black outside).
+            (40, 30, SourceRect::new(-10.5, -3.25, 50.0, 40.0), 16, 16),
+            (40, 30, SourceRect::new(30.0, 20.0, 25.0, 25.0), 9, 13),
+            (40, 30, SourceRect::new(-5.0, 10.0, 60.0, 5.0), 32, 8),
+            (7, 5, SourceRect::new(-2.0, -2.0, 11.0, 9.0), 40, 30),
+            // Entirely outside.
+            (40, 30, SourceRect::new(100.0, 100.0, 10.0, 10.0), 8, 8),
+            (40, 30, SourceRect::new(-30.0, 0.0, 10.0, 10.0), 8, 8),
+        ];
+        for &(sw, sh, rect, dw, dh) in cases {
+            check_against_naive(sw, sh, rect, dw, dh, None, &mut rng);
+        }
+        // Entirely outside gives exact zeros.
+        let src = random_rgb_f32(40, 30, &mut rng);
+        let mut dst = vec![1.0; 8 * 8 * 3];
+        Resampler::new()
+            .resample_rgb_f32(
+                &src,
+                40,
+                30,
+                SourceRect::new(100.0, 100.0, 10.0, 10.0),
+                &mut dst,
+                8,
+                8,
+            )
+            .unwrap();
+        assert!(dst.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn resize_identity_and_constant() {
+        let mut rng = Rng(7);
+        for &(w, h) in &[(1, 1), (3, 5), (160, 160), (161, 97)] {
+            let src = random_rgb_f32(w, h, &mut rng);
+            let mut dst = vec![0.0; w * h * 3];
+            resize_rgb_f32(&src, w, h, &mut dst, w, h).unwrap();
+            assert_eq!(src, dst, "identity {w}x{h}");
+        }
+        // Constant image stays constant (weights sum to 1) for up- and downscales.
+        for &(sw, sh, dw, dh) in &[(1, 1, 160, 160), (3, 5, 160, 160), (4000, 30, 160, 7)] {
+            let src = vec![200.0f32; sw * sh * 3];
+            let mut dst = vec![0.0; dw * dh * 3];
+            resize_rgb_f32(&src, sw, sh, &mut dst, dw, dh).unwrap();
+            assert!(dst.iter().all(|&v| (v - 200.0).abs() < 1e-3));
+        }
+        // Integer-offset rect at scale 1 is an exact copy of the sub-image.
+        let (w, h) = (20, 10);
+        let src = random_rgb_f32(w, h, &mut rng);
+        let mut dst = vec![0.0; 8 * 4 * 3];
+        Resampler::new()
+            .resample_rgb_f32(
+                &src,
+                w,
+                h,
+                SourceRect::new(5.0, 3.0, 8.0, 4.0),
+                &mut dst,
+                8,
+                4,
+            )
+            .unwrap();
+        for y in 0..4 {
+            for x in 0..8 {
+                for c in 0..3 {
+                    assert_eq!(dst[(y * 8 + x) * 3 + c], src[((y + 3) * w + x + 5) * 3 + c]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn resampler_rejects_bad_input() {
+        let mut r = Resampler::new();
+        let src = vec![0.0; 12];
+        let mut dst = vec![0.0; 12];
+        let full = SourceRect::full(2, 2);
+        assert!(matches!(
+            r.resample_rgb_f32(&src, 2, 3, full, &mut dst, 2, 2),
+            Err(PreprocessError::BufferLength { .. })
+        ));
+        assert!(matches!(
+            r.resample_rgb_f32(&src, 2, 2, full, &mut dst, 3, 2),
+            Err(PreprocessError::BufferLength { .. })
+        ));
+        assert!(r
+            .resample_rgb_f32(&src, 0, 2, full, &mut dst, 2, 2)
+            .is_err());
+        assert!(r.resample_rgb_f32(&src, 2, 2, full, &mut [], 0, 2).is_err());
+        for bad in [
+            SourceRect::new(0.0, 0.0, 0.0, 1.0),
+            SourceRect::new(0.0, 0.0, 1.0, -1.0),
+            SourceRect::new(f64::NAN, 0.0, 1.0, 1.0),
+            SourceRect::new(0.0, 0.0, f64::INFINITY, 1.0),
+            SourceRect::new(0.0, 0.0, 1e9, 1.0),
+            SourceRect::new(-1e12, 0.0, 1.0, 1.0),
+        ] {
+            assert!(matches!(
+                r.resample_rgb_f32(&src, 2, 2, bad, &mut dst, 2, 2),
+                Err(PreprocessError::InvalidSourceRect { .. })
+            ));
+        }
+    }
+
+    // ---------------------------------------------------------------- frames / formats
+
+    /// Lays `rows` rows of `row_bytes` out with `stride`, padding filled with garbage and
+    /// the last row unpadded (minimal valid length).
+    fn lay_out(data: &[u8], row_bytes: usize, rows: usize, stride: usize) -> Vec<u8> {
+        let mut v = vec![0xA5u8; stride * (rows - 1) + row_bytes];
+        for r in 0..rows {
+            v[r * stride..r * stride + row_bytes]
+                .copy_from_slice(&data[r * row_bytes..(r + 1) * row_bytes]);
+        }
+        v
+    }
+
+    /// Planes, strides and the expected RGB (f64) of a random frame of `format`.
+    struct TestFrame {
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        planes: Vec<Vec<u8>>,
+        strides: [usize; 3],
+        colorimetry: YuvColorimetry,
+        expected: Vec<[f64; 3]>,
+    }
+
+    impl TestFrame {
+        fn frame(&self) -> Frame<'_> {
+            let mut planes: [&[u8]; 3] = [&[], &[], &[]];
+            for (p, data) in self.planes.iter().enumerate() {
+                planes[p] = data;
+            }
+            Frame {
+                format: self.format,
+                width: self.width,
+                height: self.height,
+                planes,
+                strides: self.strides,
+                colorimetry: self.colorimetry,
+            }
+        }
+    }
+
+    fn invert3(m: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+        let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+        let mut inv = [[0.0; 3]; 3];
+        for (i, row) in inv.iter_mut().enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                // Cofactor of m[j][i] (transpose = adjugate).
+                let (r0, r1) = ([1, 0, 0][j], [2, 2, 1][j]);
+                let (c0, c1) = ([1, 0, 0][i], [2, 2, 1][i]);
+                let minor = m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+                let sign = if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
+                *v = sign * minor / det;
+            }
+        }
+        inv
+    }
+
+    /// Independent YUV reference: invert the forward RGB → (Y, Pb, Pr) matrix numerically.
+    fn yuv_reference(y: u8, u: u8, v: u8, c: YuvColorimetry) -> [f64; 3] {
+        let (kr, kb) = match c.matrix {
+            YuvMatrix::Bt601 => (0.299, 0.114),
+            YuvMatrix::Bt709 => (0.2126, 0.0722),
+            YuvMatrix::Bt2020 => (0.2627, 0.0593),
+        };
+        let kg = 1.0 - kr - kb;
+        let fwd = [
+            [kr, kg, kb],
+            [-0.5 * kr / (1.0 - kb), -0.5 * kg / (1.0 - kb), 0.5],
+            [0.5, -0.5 * kg / (1.0 - kr), -0.5 * kb / (1.0 - kr)],
+        ];
+        let inv = invert3(fwd);
+        let (y, u, v) = (y as f64, u as f64, v as f64);
+        let ypp = if c.full_range {
+            [y / 255.0, (u - 128.0) / 255.0, (v - 128.0) / 255.0]
+        } else {
+            [(y - 16.0) / 219.0, (u - 128.0) / 224.0, (v - 128.0) / 224.0]
+        };
+        let mut rgb = [0.0; 3];
+        for (i, out) in rgb.iter_mut().enumerate() {
+            let lin: f64 = (0..3).map(|k| inv[i][k] * ypp[k]).sum();
+            *out = (lin * 255.0).clamp(0.0, 255.0);
+        }
+        rgb
+    }
+
+    fn make_frame(
+        format: PixelFormat,
+        width: usize,
+        height: usize,
+        pad: usize,
+        colorimetry: YuvColorimetry,
+        rng: &mut Rng,
+    ) -> TestFrame {
+        let mut planes = Vec::new();
+        let mut strides = [0usize; 3];
+        let mut expected = vec![[0.0f64; 3]; width * height];
+        match format {
+            PixelFormat::I420 | PixelFormat::Nv12 => {
+                let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+                let ys: Vec<u8> = (0..width * height).map(|_| rng.byte()).collect();
+                let us: Vec<u8> = (0..cw * ch).map(|_| rng.byte()).collect();
+                let vs: Vec<u8> = (0..cw * ch).map(|_| rng.byte()).collect();
+                for y in 0..height {
+                    for x in 0..width {
+                        let ci = (y / 2) * cw + x / 2;
+                        expected[y * width + x] =
+                            yuv_reference(ys[y * width + x], us[ci], vs[ci], colorimetry);
+                    }
+                }
+                strides[0] = width + pad;
+                planes.push(lay_out(&ys, width, height, strides[0]));
+                if format == PixelFormat::I420 {
+                    strides[1] = cw + pad + 1;
+                    strides[2] = cw + pad + 3;
+                    planes.push(lay_out(&us, cw, ch, strides[1]));
+                    planes.push(lay_out(&vs, cw, ch, strides[2]));
+                } else {
+                    let uv: Vec<u8> = us.iter().zip(&vs).flat_map(|(&u, &v)| [u, v]).collect();
+                    strides[1] = 2 * cw + pad + 1;
+                    planes.push(lay_out(&uv, 2 * cw, ch, strides[1]));
+                }
+            }
+            PixelFormat::Gray8 => {
+                let g: Vec<u8> = (0..width * height).map(|_| rng.byte()).collect();
+                for (e, &v) in expected.iter_mut().zip(&g) {
+                    *e = [v as f64; 3];
+                }
+                strides[0] = width + pad;
+                planes.push(lay_out(&g, width, height, strides[0]));
+            }
+            _ => {
+                let bpp = format.bytes_per_pixel().unwrap();
+                // Independent table of the byte order, by name.
+                let order: &[u8] = match format {
+                    PixelFormat::Rgb => b"RGB",
+                    PixelFormat::Bgr => b"BGR",
+                    PixelFormat::Rgba => b"RGBA",
+                    PixelFormat::Bgra => b"BGRA",
+                    PixelFormat::Rgbx => b"RGBx",
+                    PixelFormat::Bgrx => b"BGRx",
+                    PixelFormat::Xrgb => b"xRGB",
+                    PixelFormat::Xbgr => b"xBGR",
+                    PixelFormat::Argb => b"ARGB",
+                    PixelFormat::Abgr => b"ABGR",
+                    _ => unreachable!(),
+                };
+                assert_eq!(order.len(), bpp);
+                let mut bytes = vec![0u8; width * height * bpp];
+                for (i, e) in expected.iter_mut().enumerate() {
+                    let rgb = [rng.byte(), rng.byte(), rng.byte()];
+                    *e = rgb.map(|v| v as f64);
+                    for (k, &ch) in order.iter().enumerate() {
+                        bytes[i * bpp + k] = match ch {
+                            b'R' => rgb[0],
+                            b'G' => rgb[1],
+                            b'B' => rgb[2],
+                            _ => rng.byte(), // alpha / padding: must be ignored
+                        };
+                    }
+                }
+                strides[0] = width * bpp + pad;
+                planes.push(lay_out(&bytes, width * bpp, height, strides[0]));
+            }
+        }
+        TestFrame {
+            format,
+            width,
+            height,
+            planes,
+            strides,
+            colorimetry,
+            expected,
+        }
+    }
+
+    fn none_config(w: usize, h: usize) -> PreprocessConfig {
+        PreprocessConfig {
+            normalization: Normalization::None,
+            layout: TensorLayout::Nhwc,
+            ..PreprocessConfig::new(w, h)
+        }
+    }
+
+    #[test]
+    fn every_format_matches_reference_with_padded_strides() {
+        let mut rng = Rng(99);
+        let colorimetries = [
+            YuvColorimetry::default(),
+            YuvColorimetry {
+                matrix: YuvMatrix::Bt709,
+                full_range: false,
+            },
+            YuvColorimetry {
+                matrix: YuvMatrix::Bt709,
+                full_range: true,
+            },
+            YuvColorimetry {
+                matrix: YuvMatrix::Bt2020,
+                full_range: false,
+            },
+            YuvColorimetry {
+                matrix: YuvMatrix::Bt601,
+                full_range: true,
+            },
+        ];
+        let mut worst = 0.0f64;
+        for format in PixelFormat::ALL {
+            for &(w, h) in &[(1, 1), (2, 2), (5, 3), (3, 5), (161, 97)] {
+                for (ci, &col) in colorimetries.iter().enumerate() {
+                    if ci > 0 && !format.is_yuv() {
+                        break;
+                    }
+                    for pad in [0, 7] {
+                        let tf = make_frame(format, w, h, pad, col, &mut rng);
+                        let frame = tf.frame();
+                        frame.validate().unwrap();
+                        let mut pp = Preprocessor::new(none_config(w, h)).unwrap();
+                        let mut out = vec![f32::NAN; w * h * 3];
+                        pp.process(&frame, &mut out).unwrap();
+                        for (i, want) in tf.expected.iter().enumerate() {
+                            let px = frame.pixel_rgb(i % w, i / w);
+                            for c in 0..3 {
+                                let got = out[i * 3 + c];
+                                // Pipeline at identity size == per-pixel conversion, exactly.
+                                assert_eq!(got.to_bits(), px[c].to_bits());
+                                let err = (got as f64 - want[c]).abs();
+                                worst = worst.max(err);
+                                if format.is_yuv() {
+                                    assert!(
+                                        err <= TOL,
+                                        "{format:?} {col:?} {w}x{h} px {i} ch {c}: {got} vs {}",
+                                        want[c]
+                                    );
+                                } else {
+                                    assert_eq!(got as f64, want[c], "{format:?} px {i} ch {c}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("formats: max abs error vs reference {worst:e}");
+    }
+
+    #[test]
+    fn identity_at_equal_size_is_bit_exact_for_every_format_and_aspect() {
+        let mut rng = Rng(5);
+        for format in PixelFormat::ALL {
+            for &(w, h) in &[(17, 9), (160, 160)] {
+                let tf = make_frame(format, w, h, 3, YuvColorimetry::default(), &mut rng);
+                let frame = tf.frame();
+                let want: Vec<f32> = (0..w * h)
+                    .flat_map(|i| frame.pixel_rgb(i % w, i / w))
+                    .collect();
+                for aspect in [Aspect::Stretch, Aspect::Pad, Aspect::Crop] {
+                    let cfg = PreprocessConfig {
+                        aspect,
+                        ..none_config(w, h)
+                    };
+                    let mut pp = Preprocessor::new(cfg).unwrap();
+                    let mut out = vec![f32::NAN; w * h * 3];
+                    pp.process(&frame, &mut out).unwrap();
+                    assert!(
+                        out.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{format:?} {w}x{h} {aspect:?} not bit-exact"
+                    );
+                    let mut out2 = vec![f32::NAN; w * h * 3];
+                    pp.process_rect(&frame, SourceRect::full(w, h), &mut out2)
+                        .unwrap();
+                    assert_eq!(out, out2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn yuv_downscale_matches_reference_pipeline() {
+        // Colour conversion before filtering: compare with naive filter on reference RGB.
+        let mut rng = Rng(11);
+        for format in [PixelFormat::I420, PixelFormat::Nv12] {
+            let (w, h) = (161, 97);
+            let tf = make_frame(format, w, h, 5, YuvColorimetry::default(), &mut rng);
+            let rgb: Vec<f32> = tf
+                .expected
+                .iter()
+                .flat_map(|p| p.map(|v| v as f32))
+                .collect();
+            let mut pp = Preprocessor::new(none_config(40, 30)).unwrap();
+            let mut out = vec![0.0; 40 * 30 * 3];
+            pp.process(&tf.frame(), &mut out).unwrap();
+            for y in 0..30 {
+                for x in 0..40 {
+                    let want = naive_pixel(&rgb, w, h, SourceRect::full(w, h), 40, 30, x, y);
+                    for c in 0..3 {
+                        assert!((out[(y * 40 + x) * 3 + c] as f64 - want[c]).abs() < 2e-3);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- normalization
+
+    fn rgb_frame(w: usize, h: usize, data: &[u8]) -> Frame<'_> {
+        Frame::packed(PixelFormat::Rgb, w, h, data, w * 3)
+    }
+
+    #[test]
+    fn prewhiten_matches_direct_computation() {
+        let mut rng = Rng(3);
+        let (w, h) = (200, 150);
+        let data: Vec<u8> = (0..w * h * 3).map(|_| rng.byte()).collect();
+        let frame = rgb_frame(w, h, &data);
+        let mut raw = vec![0.0; 160 * 160 * 3];
+        Preprocessor::new(none_config(160, 160))
+            .unwrap()
+            .process(&frame, &mut raw)
+            .unwrap();
+        let cfg = PreprocessConfig {
+            normalization: Normalization::Prewhiten,
+            ..none_config(160, 160)
+        };
+        let mut pw = vec![0.0; 160 * 160 * 3];
+        Preprocessor::new(cfg)
+            .unwrap()
+            .process(&frame, &mut pw)
+            .unwrap();
+        let n = raw.len() as f64;
+        let mean = raw.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (raw.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let adj = std.max(1.0 / n.sqrt());
+        for (&r, &p) in raw.iter().zip(&pw) {
+            let want = (r as f64 - mean) / adj;
+            assert!((p as f64 - want).abs() < 1e-4, "{p} vs {want}");
+        }
+        let (m2, s2) = prewhiten_stats(&raw);
+        assert!((m2 - mean).abs() < 1e-9 && (s2 - adj).abs() < 1e-9);
+        // Output is standardized.
+        let om = pw.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let os = (pw.iter().map(|&v| (v as f64 - om).powi(2)).sum::<f64>() / n).sqrt();
+        assert!(om.abs() < 1e-4 && (os - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn prewhiten_uniform_frame_gives_finite_zeros() {
+        for value in [0u8, 77, 255] {
+            let data = vec![value; 50 * 40 * 3];
+            let frame = rgb_frame(50, 40, &data);
+            for aspect in [Aspect::Stretch, Aspect::Crop] {
+                let cfg = PreprocessConfig {
+                    aspect,
+                    ..PreprocessConfig::new(160, 160)
+                };
+                let mut out = vec![f32::NAN; cfg.tensor_len()];
+                Preprocessor::new(cfg)
+                    .unwrap()
+                    .process(&frame, &mut out)
+                    .unwrap();
+                assert!(out.iter().all(|&v| v == 0.0), "value {value} {aspect:?}");
+            }
+        }
+        // Uniform YUV (grey) frame too.
+        let (w, h) = (33, 21);
+        let y = vec![120u8; w * h];
+        let c = vec![128u8; w.div_ceil(2) * h.div_ceil(2)];
+        let frame = Frame {
+            format: PixelFormat::I420,
+            width: w,
+            height: h,
+            planes: [&y, &c, &c],
+            strides: [w, w.div_ceil(2), w.div_ceil(2)],
+            colorimetry: YuvColorimetry::default(),
+        };
+        let mut out = vec![f32::NAN; 160 * 160 * 3];
+        Preprocessor::new(PreprocessConfig::new(160, 160))
+            .unwrap()
+            .process(&frame, &mut out)
+            .unwrap();
+        assert!(out.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn fixed_none_channel_order_and_layouts() {
+        let mut rng = Rng(8);
+        let (w, h) = (64, 48);
+        let data: Vec<u8> = (0..w * h * 3).map(|_| rng.byte()).collect();
+        let frame = rgb_frame(w, h, &data);
+        let (ow, oh) = (24, 16);
+        let run = |layout, order, norm| {
+            let cfg = PreprocessConfig {
+                width: ow,
+                height: oh,
+                aspect: Aspect::Stretch,
+                layout,
+                channel_order: order,
+                normalization: norm,
+            };
+            let mut out = vec![f32::NAN; cfg.tensor_len()];
+            Preprocessor::new(cfg)
+                .unwrap()
+                .process(&frame, &mut out)
+                .unwrap();
+            out
+        };
+        let n = ow * oh;
+        let raw = run(TensorLayout::Nhwc, ChannelOrder::Rgb, Normalization::None);
+        // None: raw values, on the 0..255 scale.
+        assert!(raw.iter().all(|&v| (0.0..=255.0).contains(&v)));
+
+        // NCHW is the transpose of NHWC.
+        let nchw = run(TensorLayout::Nchw, ChannelOrder::Rgb, Normalization::None);
+        for i in 0..n {
+            for c in 0..3 {
+                assert_eq!(nchw[c * n + i], raw[i * 3 + c]);
+            }
+        }
+        // BGR swaps channels 0 and 2.
+        let bgr = run(TensorLayout::Nhwc, ChannelOrder::Bgr, Normalization::None);
+        let bgr_nchw = run(TensorLayout::Nchw, ChannelOrder::Bgr, Normalization::None);
+        for i in 0..n {
+            for c in 0..3 {
+                assert_eq!(bgr[i * 3 + c], raw[i * 3 + 2 - c]);
+                assert_eq!(bgr_nchw[c * n + i], raw[i * 3 + 2 - c]);
+            }
+        }
+        // Fixed: mean/std given in R,G,B order whatever the channel order.
+        let mean = [123.675f32, 116.28, 103.53];
+        let std = [58.395f32, 57.12, 57.375];
+        let fixed = Normalization::Fixed { mean, std };
+        let f_rgb = run(TensorLayout::Nhwc, ChannelOrder::Rgb, fixed);
+        let f_bgr = run(TensorLayout::Nchw, ChannelOrder::Bgr, fixed);
+        for i in 0..n {
+            for c in 0..3 {
+                let want = (raw[i * 3 + c] - mean[c]) / std[c];
+                assert_eq!(f_rgb[i * 3 + c], want);
+                // Tensor channel 2 - c of the BGR tensor is image channel c.
+                assert_eq!(f_bgr[(2 - c) * n + i], want);
+            }
+        }
+        // Prewhiten: NHWC/NCHW transposes, BGR swap.
+        let p = run(
+            TensorLayout::Nhwc,
+            ChannelOrder::Rgb,
+            Normalization::Prewhiten,
+        );
+        let p2 = run(
+            TensorLayout::Nchw,
+            ChannelOrder::Bgr,
+            Normalization::Prewhiten,
+        );
+        for i in 0..n {
+            for c in 0..3 {
+                assert_eq!(p2[(2 - c) * n + i], p[i * 3 + c]);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- aspect modes
+
+    #[test]
+    fn pad_leaves_black_borders_at_documented_place() {
+        // 320x160 white frame into 160x160: content rows 40..120.
+        let data = vec![255u8; 320 * 160 * 3];
+        let frame = rgb_frame(320, 160, &data);
+        let cfg = PreprocessConfig {
+            aspect: Aspect::Pad,
+            ..none_config(160, 160)
+        };
+        let mut pp = Preprocessor::new(cfg).unwrap();
+        let mut out = vec![f32::NAN; 160 * 160 * 3];
+        pp.process(&frame, &mut out).unwrap();
+        assert_eq!(
+            pad_placement(320, 160, 160, 160),
+            PadPlacement {
+                x: 0,
+                y: 40,
+                width: 160,
+                height: 80
+            }
+        );
+        for y in 0..160 {
+            for x in 0..160 {
+                for c in 0..3 {
+                    let v = out[(y * 160 + x) * 3 + c];
+                    if (40..120).contains(&y) {
+                        assert!((v - 255.0).abs() < 1e-3, "({x},{y}) {v}");
+                    } else {
+                        assert_eq!(v, 0.0, "({x},{y})");
+                    }
+                }
+            }
+        }
+        // Portrait: content columns 40..120; odd leftovers go right/bottom.
+        let data = vec![255u8; 100 * 200 * 3];
+        let frame = rgb_frame(100, 200, &data);
+        pp.process(&frame, &mut out).unwrap();
+        for y in 0..160 {
+            for x in 0..160 {
+                let v = out[(y * 160 + x) * 3];
+                assert_eq!((40..120).contains(&x), v > 254.0, "({x},{y}) {v}");
+            }
+        }
+        assert_eq!(
+            pad_placement(333, 200, 160, 160),
+            PadPlacement {
+                x: 0,
+                y: 32,
+                width: 160,
+                height: 96
+            }
+        );
+        assert_eq!(pad_placement(1000, 1, 160, 160).height, 1);
+
+        // Borders take part in the prewhiten statistics.
+        let data = vec![200u8; 320 * 160 * 3];
+        let frame = rgb_frame(320, 160, &data);
+        let cfg = PreprocessConfig {
+            aspect: Aspect::Pad,
+            ..PreprocessConfig::new(160, 160)
+        };
+        let mut out = vec![f32::NAN; 160 * 160 * 3];
+        Preprocessor::new(cfg)
+            .unwrap()
+            .process(&frame, &mut out)
+            .unwrap();
+        // Half the values are 200, half 0: mean 100, std 100.
+        let border = out[0];
+        let content = out[80 * 160 + 80]; // NCHW: R plane, pixel (80, 80)
+        assert!((border + 1.0).abs() < 1e-4, "{border}");
+        assert!((content - 1.0).abs() < 1e-4, "{content}");
+    }
+
+    #[test]
+    fn crop_takes_the_centre() {
+        let mut rng = Rng(21);
+        let (w, h) = (320, 160);
+        let data: Vec<u8> = (0..w * h * 3).map(|_| rng.byte()).collect();
+        let frame = rgb_frame(w, h, &data);
+        assert_eq!(
+            crop_rect(w, h, 160, 160),
+            SourceRect::new(80.0, 0.0, 160.0, 160.0)
+        );
+        let cfg = PreprocessConfig {
+            aspect: Aspect::Crop,
+            ..none_config(160, 160)
+        };
+        let mut pp = Preprocessor::new(cfg).unwrap();
+        let mut out = vec![f32::NAN; 160 * 160 * 3];
+        pp.process(&frame, &mut out).unwrap();
+        // Scale 1 with integer origin: exact copy of columns 80..240.
+        for y in 0..160 {
+            for x in 0..160 {
+                for c in 0..3 {
+                    assert_eq!(
+                        out[(y * 160 + x) * 3 + c],
+                        data[(y * w + x + 80) * 3 + c] as f32
+                    );
+                }
+            }
+        }
+        // Fractional crop == process_rect with the same rectangle; matches naive filter.
+        let rect = crop_rect(333, 200, 160, 160);
+        assert_eq!(rect, SourceRect::new(66.5, 0.0, 200.0, 200.0));
+        assert_eq!(
+            crop_rect(200, 333, 160, 80),
+            SourceRect::new(0.0, 116.5, 200.0, 100.0)
+        );
+        let data: Vec<u8> = (0..333 * 200 * 3).map(|_| rng.byte()).collect();
+        let frame = rgb_frame(333, 200, &data);
+        let mut a = vec![0.0; 160 * 160 * 3];
+        let mut b = vec![0.0; 160 * 160 * 3];
+        pp.process(&frame, &mut a).unwrap();
+        let mut pr = Preprocessor::new(none_config(160, 160)).unwrap();
+        pr.process_rect(&frame, rect, &mut b).unwrap();
+        assert_eq!(a, b);
+        let rgb: Vec<f32> = data.iter().map(|&v| v as f32).collect();
+        for &(x, y) in &[(0, 0), (159, 159), (80, 3), (5, 150)] {
+            let want = naive_pixel(&rgb, 333, 200, rect, 160, 160, x, y);
+            for c in 0..3 {
+                assert!((a[(y * 160 + x) * 3 + c] as f64 - want[c]).abs() < TOL);
+            }
+        }
+    }
+
+    #[test]
+    fn process_rect_matches_process_and_samples_black_outside() {
+        let mut rng = Rng(31);
+        let (w, h) = (120, 90);
+        let data: Vec<u8> = (0..w * h * 4).map(|_| rng.byte()).collect();
+        let frame = Frame::packed(PixelFormat::Bgrx, w, h, &data, w * 4);
+        let cfg = PreprocessConfig::new(40, 40);
+        let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+        let mut a = vec![0.0; cfg.tensor_len()];
+        let mut b = vec![0.0; cfg.tensor_len()];
+        pp.process(&frame, &mut a).unwrap();
+        pp.process_rect(&frame, SourceRect::full(w, h), &mut b)
+            .unwrap();
+        assert_eq!(a, b);
+
+        // Partially outside: compare with the naive reference on the converted image.
+        let rgb: Vec<f32> = data
+            .chunks_exact(4)
+            .flat_map(|p| [p[2] as f32, p[1] as f32, p[0] as f32])
+            .collect();
+        let rect = SourceRect::new(-20.5, 50.25, 60.0, 70.0);
+        let mut pr = Preprocessor::new(none_config(40, 40)).unwrap();
+        let mut out = vec![0.0; 40 * 40 * 3];
+        pr.process_rect(&frame, rect, &mut out).unwrap();
+        for y in 0..40 {
+            for x in 0..40 {
+                let want = naive_pixel(&rgb, w, h, rect, 40, 40, x, y);
+                for c in 0..3 {
+                    assert!((out[(y * 40 + x) * 3 + c] as f64 - want[c]).abs() < TOL);
+                }
+            }
+        }
+        // Left columns far outside are black.
+        assert_eq!(&out[..3], &[0.0, 0.0, 0.0]);
+        // Invalid rect is an error.
+        assert!(matches!(
+            pr.process_rect(&frame, SourceRect::new(0.0, 0.0, -1.0, 5.0), &mut out),
+            Err(PreprocessError::InvalidSourceRect { .. })
+        ));
+    }
+
+    #[test]
+    fn yuv_rects_with_odd_offsets_match_reference() {
+        // Conversion of column ranges starting/ending at odd x (crop / face rects).
+        let mut rng = Rng(123);
+        for format in [PixelFormat::I420, PixelFormat::Nv12] {
+            let (w, h) = (37, 29);
+            let col = YuvColorimetry {
+                matrix: YuvMatrix::Bt709,
+                full_range: false,
+            };
+            let tf = make_frame(format, w, h, 2, col, &mut rng);
+            let rgb: Vec<f32> = tf
+                .expected
+                .iter()
+                .flat_map(|p| p.map(|v| v as f32))
+                .collect();
+            let frame = tf.frame();
+            let mut pp = Preprocessor::new(none_config(9, 7)).unwrap();
+            let mut out = vec![0.0; 9 * 7 * 3];
+            for rect in [
+                SourceRect::new(3.0, 5.0, 9.0, 7.0),
+                SourceRect::new(4.0, 2.0, 9.0, 7.0),
+                SourceRect::new(5.5, 1.25, 20.0, 13.0),
+                SourceRect::new(28.0, 22.0, 9.0, 7.0),
+                SourceRect::new(-3.0, -1.0, 13.0, 9.0),
+            ] {
+                pp.process_rect(&frame, rect, &mut out).unwrap();
+                for y in 0..7 {
+                    for x in 0..9 {
+                        let want = naive_pixel(&rgb, w, h, rect, 9, 7, x, y);
+                        for c in 0..3 {
+                            let got = out[(y * 9 + x) * 3 + c] as f64;
+                            assert!((got - want[c]).abs() < 2e-3, "{format:?} {rect:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_and_portable_builds_are_bit_identical() {
+        let mut rng = Rng(4242);
+        for format in PixelFormat::ALL {
+            let tf = make_frame(format, 333, 201, 5, YuvColorimetry::default(), &mut rng);
+            let frame = tf.frame();
+            for (aspect, rect) in [
+                (Aspect::Stretch, None),
+                (Aspect::Pad, None),
+                (Aspect::Crop, None),
+                (
+                    Aspect::Stretch,
+                    Some(SourceRect::new(-20.5, 30.25, 150.0, 170.0)),
+                ),
+            ] {
+                let cfg = PreprocessConfig {
+                    aspect,
+                    ..none_config(64, 48)
+                };
+                let mut outs = Vec::new();
+                for portable in [false, true] {
+                    let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+                    pp.resampler.portable_only = portable;
+                    let mut out = vec![0.0f32; cfg.tensor_len()];
+                    match rect {
+                        None => pp.process(&frame, &mut out).unwrap(),
+                        Some(r) => pp.process_rect(&frame, r, &mut out).unwrap(),
+                    }
+                    outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                }
+                assert_eq!(outs[0], outs[1], "{format:?} {aspect:?} {rect:?}");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- validation
+
+    #[test]
+    fn validate_reports_errors_without_panicking() {
+        let data = vec![0u8; 100];
+        // Zero size.
+        let f = Frame::packed(PixelFormat::Rgb, 0, 4, &data, 0);
+        assert!(matches!(
+            f.validate(),
+            Err(PreprocessError::EmptyFrame { .. })
+        ));
+        let f = Frame::packed(PixelFormat::Rgb, 4, 0, &data, 12);
+        assert!(matches!(
+            f.validate(),
+            Err(PreprocessError::EmptyFrame { .. })
+        ));
+        // Small stride.
+        let f = Frame::packed(PixelFormat::Rgb, 4, 2, &data, 11);
+        let e = f.validate().unwrap_err();
+        assert_eq!(
+            e,
+            PreprocessError::StrideTooSmall {
+                plane: 0,
+                stride: 11,
+                row_bytes: 12
+            }
+        );
+        assert!(e.to_string().contains("plane 0"), "{e}");
+        // Exact minimal length is fine, one byte less is not.
+        let f = Frame::packed(PixelFormat::Rgbx, 4, 3, &data[..20 * 2 + 16], 20);
+        f.validate().unwrap();
+        let f = Frame::packed(PixelFormat::Rgbx, 4, 3, &data[..20 * 2 + 15], 20);
+        let e = f.validate().unwrap_err();
+        assert!(matches!(
+            e,
+            PreprocessError::PlaneTooSmall {
+                plane: 0,
+                len: 55,
+                required: 56,
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().contains("55") && e.to_string().contains("56"),
+            "{e}"
+        );
+        // Short chroma plane of I420 (5x3: chroma 3x2).
+        let y = vec![0u8; 15];
+        let u = vec![0u8; 6];
+        let short = vec![0u8; 5];
+        let mut f = Frame {
+            format: PixelFormat::I420,
+            width: 5,
+            height: 3,
+            planes: [&y, &u, &short],
+            strides: [5, 3, 3],
+            colorimetry: YuvColorimetry::default(),
+        };
+        let e = f.validate().unwrap_err();
+        assert!(
+            matches!(e, PreprocessError::PlaneTooSmall { plane: 2, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("plane 2"), "{e}");
+        f.planes[2] = &u;
+        f.validate().unwrap();
+        f.strides[1] = 2;
+        assert!(matches!(
+            f.validate(),
+            Err(PreprocessError::StrideTooSmall { plane: 1, .. })
+        ));
+        // Missing plane.
+        f.strides[1] = 3;
+        f.planes[1] = &[];
+        assert!(matches!(
+            f.validate(),
+            Err(PreprocessError::PlaneTooSmall { plane: 1, .. })
+        ));
+        // NV12 UV plane is 2*ceil(w/2) wide.
+        let uv = vec![0u8; 12];
+        let f = Frame {
+            format: PixelFormat::Nv12,
+            width: 5,
+            height: 3,
+            planes: [&y, &uv, &[]],
+            strides: [5, 5, 0],
+            colorimetry: YuvColorimetry::default(),
+        };
+        assert!(matches!(
+            f.validate(),
+            Err(PreprocessError::StrideTooSmall {
+                plane: 1,
+                row_bytes: 6,
+                ..
+            })
+        ));
+        // Overflowing sizes.
+        let f = Frame::packed(PixelFormat::Rgbx, usize::MAX / 2, 2, &data, usize::MAX);
+        assert!(f.validate().is_err());
+        let f = Frame::packed(PixelFormat::Gray8, 4, usize::MAX, &data, 1 << 40);
+        assert!(f.validate().is_err());
+
+        // process() reports frame and output errors.
+        let mut pp = Preprocessor::new(PreprocessConfig::new(8, 8)).unwrap();
+        let mut out = vec![0.0; 8 * 8 * 3];
+        let bad = Frame::packed(PixelFormat::Rgb, 4, 4, &data[..10], 12);
+        assert!(pp.process(&bad, &mut out).is_err());
+        assert!(pp
+            .process_rect(&bad, SourceRect::full(4, 4), &mut out)
+            .is_err());
+        let good = Frame::packed(PixelFormat::Rgb, 4, 4, &data[..48], 12);
+        let e = pp.process(&good, &mut out[1..]).unwrap_err();
+        assert!(matches!(
+            e,
+            PreprocessError::BufferLength {
+                expected: 192,
+                actual: 191,
+                ..
+            }
+        ));
+        pp.process(&good, &mut out).unwrap();
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(Preprocessor::new(PreprocessConfig::new(0, 160)).is_err());
+        assert!(Preprocessor::new(PreprocessConfig::new(160, 0)).is_err());
+        assert!(Preprocessor::new(PreprocessConfig::new(usize::MAX, 2)).is_err());
+        for std in [
+            [1.0, 0.0, 1.0],
+            [1.0, -1.0, 1.0],
+            [f32::NAN, 1.0, 1.0],
+            [1.0, 1.0, f32::INFINITY],
+        ] {
+            let cfg = PreprocessConfig {
+                normalization: Normalization::Fixed {
+                    mean: [0.0; 3],
+                    std,
+                },
+                ..PreprocessConfig::new(4, 4)
+            };
+            let e = Preprocessor::new(cfg).unwrap_err();
+            assert!(e.to_string().contains("std"), "{e}");
+        }
+        let cfg = PreprocessConfig {
+            normalization: Normalization::Fixed {
+                mean: [0.0, f32::NAN, 0.0],
+                std: [1.0; 3],
+            },
+            ..PreprocessConfig::new(4, 4)
+        };
+        assert!(Preprocessor::new(cfg).is_err());
+        let cfg = PreprocessConfig::default();
+        assert_eq!(cfg.tensor_len(), 3 * 160 * 160);
+        assert_eq!(Preprocessor::new(cfg.clone()).unwrap().config(), &cfg);
+    }
+
+    #[test]
+    fn format_metadata() {
+        for f in PixelFormat::ALL {
+            assert_eq!(
+                f.is_yuv(),
+                matches!(f, PixelFormat::I420 | PixelFormat::Nv12)
+            );
+            assert_eq!(
+                f.n_planes(),
+                match f {
+                    PixelFormat::I420 => 3,
+                    PixelFormat::Nv12 => 2,
+                    _ => 1,
+                }
+            );
+        }
+        assert_eq!(PixelFormat::I420.plane_size(2, 5, 3), Some((3, 2)));
+        assert_eq!(PixelFormat::Nv12.plane_size(1, 5, 3), Some((6, 2)));
+        assert_eq!(PixelFormat::Bgrx.plane_size(0, 5, 3), Some((20, 3)));
+        assert_eq!(PixelFormat::Bgrx.plane_size(1, 5, 3), None);
+    }
+
+    // ---------------------------------------------------------------- allocation
+
+    #[test]
+    fn steady_state_does_not_reallocate() {
+        let mut rng = Rng(77);
+        let tf = make_frame(
+            PixelFormat::Nv12,
+            321,
+            241,
+            3,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let tf2 = make_frame(
+            PixelFormat::Nv12,
+            321,
+            241,
+            3,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        for aspect in [Aspect::Stretch, Aspect::Pad, Aspect::Crop] {
+            let cfg = PreprocessConfig {
+                aspect,
+                ..PreprocessConfig::new(160, 160)
+            };
+            let mut pp = Preprocessor::new(cfg).unwrap();
+            let mut out = vec![0.0; 160 * 160 * 3];
+            pp.process(&tf.frame(), &mut out).unwrap();
+            let fp = pp.fingerprint();
+            let keys = (pp.resampler.h.key, pp.resampler.v.key);
+            for i in 0..3 {
+                let f = if i % 2 == 0 { tf2.frame() } else { tf.frame() };
+                pp.process(&f, &mut out).unwrap();
+                assert_eq!(pp.fingerprint(), fp, "{aspect:?}");
+                assert_eq!((pp.resampler.h.key, pp.resampler.v.key), keys);
+            }
+        }
+        // process_rect: same-size rects reuse the buffers too (after the first call).
+        let mut pp = Preprocessor::new(PreprocessConfig::new(160, 160)).unwrap();
+        let mut out = vec![0.0; 160 * 160 * 3];
+        let frame = tf.frame();
+        pp.process_rect(&frame, SourceRect::new(10.0, 10.0, 100.0, 120.0), &mut out)
+            .unwrap();
+        let fp = pp.fingerprint();
+        pp.process_rect(&frame, SourceRect::new(30.5, 20.25, 100.0, 120.0), &mut out)
+            .unwrap();
+        assert_eq!(pp.fingerprint(), fp);
+    }
+}
