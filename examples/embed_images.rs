@@ -47,7 +47,9 @@ fn embed(model: &str, image: &str, extra: &str) -> Result<EmbeddingMeta, String>
                 .unwrap_or_else(|| "no frame".into()))
         }
     };
-    pipeline.set_state(gst::State::Null).map_err(|e| e.to_string())?;
+    pipeline
+        .set_state(gst::State::Null)
+        .map_err(|e| e.to_string())?;
     result
 }
 
@@ -69,7 +71,12 @@ fn main() {
     for image in &files[1..] {
         match embed(model, image, &extra) {
             Ok(meta) => {
-                let head: Vec<String> = meta.embedding.iter().take(6).map(|v| format!("{v:+.4}")).collect();
+                let head: Vec<String> = meta
+                    .embedding
+                    .iter()
+                    .take(6)
+                    .map(|v| format!("{v:+.4}"))
+                    .collect();
                 println!(
                     "{image}: {} values from {} [{} ...]",
                     meta.dimension(),
@@ -84,7 +91,13 @@ fn main() {
             }
         }
     }
-    let name = |p: &str| std::path::Path::new(p).file_stem().unwrap().to_string_lossy().into_owned();
+    let name = |p: &str| {
+        std::path::Path::new(p)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
     println!("\nEuclidean distances:");
     print!("{:>14}", "");
     for (image, _) in &embedded {
