@@ -12,6 +12,7 @@ pub mod meta;
 pub mod preprocess;
 
 mod facenet;
+mod inference;
 
 pub use meta::EmbeddingMeta;
 

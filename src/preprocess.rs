@@ -128,6 +128,9 @@
 
 use std::fmt;
 
+mod affine;
+pub use affine::AffineTransform;
+
 /// Largest accepted width / height (in source pixels) of a [`SourceRect`]; bounds the work
 /// done per call.
 pub const MAX_SOURCE_RECT_EXTENT: f64 = 65_536.0;
@@ -867,6 +870,11 @@ pub enum PreprocessError {
     },
     /// The configuration is invalid (message says why).
     InvalidConfig(String),
+    /// The transform given to [`Preprocessor::process_affine`] is unusable.
+    InvalidTransform {
+        transform: AffineTransform,
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for PreprocessError {
@@ -909,6 +917,11 @@ impl fmt::Display for PreprocessError {
                 rect.x, rect.y, rect.width, rect.height
             ),
             PreprocessError::InvalidConfig(msg) => write!(f, "invalid preprocess config: {msg}"),
+            PreprocessError::InvalidTransform { transform: t, reason } => write!(
+                f,
+                "invalid affine transform (a {}, b {}, c {}, d {}, e {}, f {}): {reason}",
+                t.a, t.b, t.c, t.d, t.e, t.f
+            ),
         }
     }
 }
@@ -1525,6 +1538,8 @@ pub struct Preprocessor {
     resampler: Resampler,
     /// Resampled (and padded) image, interleaved RGB, 0..255, tensor size.
     image: Vec<f32>,
+    /// Scratch space of [`Preprocessor::process_affine`].
+    affine: affine::AffineScratch,
 }
 
 impl fmt::Debug for Preprocessor {
@@ -1546,6 +1561,7 @@ impl Preprocessor {
             config,
             resampler: Resampler::new(),
             image,
+            affine: affine::AffineScratch::default(),
         })
     }
 
@@ -1647,6 +1663,7 @@ impl Preprocessor {
     fn fingerprint(&self) -> Vec<(usize, usize)> {
         let mut v = self.resampler.fingerprint();
         v.push((self.image.as_ptr() as usize, self.image.capacity()));
+        v.extend(self.affine.fingerprint());
         v
     }
 }

@@ -2,7 +2,6 @@
 // crate::preprocess, inference in crate::backend; this file maps properties to their
 // configuration and their errors to GStreamer errors.
 
-use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
@@ -11,11 +10,10 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use crate::backend::{self, BackendError, FaceModel, ModelHints, NormalizationKind, SessionConfig};
+use crate::backend::{self, FaceModel, ModelHints, NormalizationKind};
+use crate::inference::{self, EpSettings, InputFormat};
 use crate::meta::EmbeddingMeta;
-use crate::preprocess::{
-    self, Frame, PixelFormat, PreprocessConfig, Preprocessor, YuvColorimetry, YuvMatrix,
-};
+use crate::preprocess::{self, PreprocessConfig, Preprocessor};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -110,27 +108,6 @@ pub enum ChannelOrder {
     Bgr = 1,
 }
 
-#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
-#[repr(u32)]
-#[enum_type(name = "GstFaceNetExecutionProvider")]
-pub enum ExecutionProvider {
-    #[default]
-    #[enum_value(name = "CPU", nick = "cpu")]
-    Cpu = 0,
-    #[enum_value(
-        name = "CUDA (NVIDIA GPU; needs the onnxruntime-gpu library)",
-        nick = "cuda"
-    )]
-    Cuda = 1,
-    #[enum_value(
-        name = "TensorRT (NVIDIA GPU; needs the onnxruntime-gpu library and TensorRT)",
-        nick = "tensorrt"
-    )]
-    TensorRt = 2,
-    #[enum_value(name = "OpenVINO (Intel CPU, GPU, NPU)", nick = "openvino")]
-    OpenVino = 3,
-}
-
 impl From<Aspect> for preprocess::Aspect {
     fn from(a: Aspect) -> Self {
         match a {
@@ -189,17 +166,6 @@ impl From<preprocess::ChannelOrder> for ChannelOrder {
     }
 }
 
-impl From<ExecutionProvider> for backend::ExecutionProvider {
-    fn from(e: ExecutionProvider) -> Self {
-        match e {
-            ExecutionProvider::Cpu => backend::ExecutionProvider::Cpu,
-            ExecutionProvider::Cuda => backend::ExecutionProvider::Cuda,
-            ExecutionProvider::TensorRt => backend::ExecutionProvider::TensorRt,
-            ExecutionProvider::OpenVino => backend::ExecutionProvider::OpenVino,
-        }
-    }
-}
-
 const DEFAULT_INPUT_SIZE: u32 = 160;
 const MAX_INPUT_SIZE: u32 = backend::model::MAX_INPUT_SIDE as u32;
 const DEFAULT_ASPECT: Aspect = Aspect::Stretch;
@@ -209,9 +175,6 @@ const DEFAULT_NORMALIZATION: Normalization = Normalization::Prewhiten;
 const DEFAULT_MEAN: [f64; 3] = [127.5, 127.5, 127.5];
 const DEFAULT_STD: [f64; 3] = [128.0, 128.0, 128.0];
 const DEFAULT_CHANNEL_ORDER: ChannelOrder = ChannelOrder::Rgb;
-const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
-const DEFAULT_FALLBACK_TO_CPU: bool = true;
-const DEFAULT_INTRA_OP_THREADS: u32 = 0;
 const DEFAULT_L2_NORMALIZE: bool = false;
 const DEFAULT_POST_MESSAGES: bool = false;
 
@@ -256,15 +219,10 @@ struct Settings {
     /// A `mean`/`std` value that was not three numbers (std > 0): reported at start.
     numbers_error: Option<String>,
     channel_order: Hinted<ChannelOrder>,
-    execution_provider: ExecutionProvider,
-    device: Option<String>,
-    fallback_to_cpu: bool,
-    intra_op_threads: u32,
-    cache_dir: Option<String>,
+    ep: EpSettings,
     output_name: Option<String>,
     l2_normalize: bool,
     post_messages: bool,
-    onnxruntime_library: Option<String>,
 }
 
 impl Default for Settings {
@@ -278,15 +236,10 @@ impl Default for Settings {
             std: Hinted::new(DEFAULT_STD),
             numbers_error: None,
             channel_order: Hinted::new(DEFAULT_CHANNEL_ORDER),
-            execution_provider: DEFAULT_EXECUTION_PROVIDER,
-            device: None,
-            fallback_to_cpu: DEFAULT_FALLBACK_TO_CPU,
-            intra_op_threads: DEFAULT_INTRA_OP_THREADS,
-            cache_dir: None,
+            ep: EpSettings::default(),
             output_name: None,
             l2_normalize: DEFAULT_L2_NORMALIZE,
             post_messages: DEFAULT_POST_MESSAGES,
-            onnxruntime_library: None,
         }
     }
 }
@@ -308,9 +261,9 @@ struct State {
     preprocessor: Preprocessor,
     tensor: Vec<f32>,
     output: Vec<f32>,
-    video_info: Option<gst_video::VideoInfo>,
-    colorimetry: YuvColorimetry,
-    format: Option<PixelFormat>,
+    /// The model's output is already unit length (`gst-facenet.l2-normalized`).
+    model_l2_normalized: bool,
+    input: Option<InputFormat>,
     effective: Effective,
 }
 
@@ -378,87 +331,10 @@ fn to_f32(v: [f64; 3]) -> [f32; 3] {
     [v[0] as f32, v[1] as f32, v[2] as f32]
 }
 
-fn pixel_format(format: gst_video::VideoFormat) -> Option<PixelFormat> {
-    use gst_video::VideoFormat as V;
-    Some(match format {
-        V::Rgb => PixelFormat::Rgb,
-        V::Bgr => PixelFormat::Bgr,
-        V::Rgba => PixelFormat::Rgba,
-        V::Bgra => PixelFormat::Bgra,
-        V::Rgbx => PixelFormat::Rgbx,
-        V::Bgrx => PixelFormat::Bgrx,
-        V::Xrgb => PixelFormat::Xrgb,
-        V::Xbgr => PixelFormat::Xbgr,
-        V::Argb => PixelFormat::Argb,
-        V::Abgr => PixelFormat::Abgr,
-        V::I420 => PixelFormat::I420,
-        V::Nv12 => PixelFormat::Nv12,
-        V::Gray8 => PixelFormat::Gray8,
-        _ => return None,
-    })
-}
-
-const SUPPORTED_FORMATS: [gst_video::VideoFormat; 13] = [
-    gst_video::VideoFormat::Rgb,
-    gst_video::VideoFormat::Bgr,
-    gst_video::VideoFormat::Rgba,
-    gst_video::VideoFormat::Bgra,
-    gst_video::VideoFormat::Rgbx,
-    gst_video::VideoFormat::Bgrx,
-    gst_video::VideoFormat::Xrgb,
-    gst_video::VideoFormat::Xbgr,
-    gst_video::VideoFormat::Argb,
-    gst_video::VideoFormat::Abgr,
-    gst_video::VideoFormat::I420,
-    gst_video::VideoFormat::Nv12,
-    gst_video::VideoFormat::Gray8,
-];
-
-/// The YUV to RGB matrix and range the caps' colorimetry states. GStreamer fills in its
-/// defaults (BT.601 for SD, BT.709 for HD) when caps leave colorimetry out.
-fn yuv_colorimetry(info: &gst_video::VideoInfo) -> YuvColorimetry {
-    use gst_video::{VideoColorMatrix as M, VideoColorRange as R};
-    let colorimetry = info.colorimetry();
-    let matrix = match colorimetry.matrix() {
-        M::Bt709 | M::Smpte240m => YuvMatrix::Bt709,
-        M::Bt2020 => YuvMatrix::Bt2020,
-        // FCC's coefficients (0.30, 0.11) are within rounding of BT.601's.
-        _ => YuvMatrix::Bt601,
-    };
-    YuvColorimetry {
-        matrix,
-        full_range: colorimetry.range() == R::Range0_255,
-    }
-}
-
-fn post_backend_error(imp: &FaceNet, err: &BackendError) -> gst::ErrorMessage {
-    let text = err.to_string();
-    match err {
-        BackendError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", text)),
-        BackendError::ModelNotFound(_) => {
-            gst::error_msg!(gst::ResourceError::NotFound, ("{}", text))
-        }
-        BackendError::ModelLoad(_) => gst::error_msg!(gst::ResourceError::OpenRead, ("{}", text)),
-        BackendError::InvalidModel(_) => {
-            gst::error_msg!(gst::ResourceError::Settings, ("{}", text))
-        }
-        BackendError::Configuration(_) => {
-            gst::error_msg!(gst::LibraryError::Settings, ("{}", text))
-        }
-        BackendError::ExecutionProvider(_) => {
-            gst::error_msg!(gst::LibraryError::Init, ("{}", text))
-        }
-        BackendError::Inference(_) => {
-            gst::error!(CAT, imp = imp, "{}", text);
-            gst::error_msg!(gst::StreamError::Failed, ("{}", text))
-        }
-    }
-}
-
 impl ObjectImpl for FaceNet {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            vec![
+            let mut props = vec![
                 glib::ParamSpecString::builder("model-location")
                     .nick("Model location")
                     .blurb("Path of the ONNX face-embedding model (one image input, output [batch, D])")
@@ -497,34 +373,6 @@ impl ObjectImpl for FaceNet {
                     .blurb("Order of the colour channels in the model's input (default: the model's gst-facenet.channel-order metadata, else rgb)")
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
-                    .nick("Execution provider")
-                    .blurb("ONNX Runtime execution provider to run the model on")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("device")
-                    .nick("Device")
-                    .blurb("Device of the execution provider: OpenVINO CPU (default), GPU, GPU.N, NPU, AUTO:...; CUDA/TensorRT GPU index (default 0)")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecBoolean::builder("fallback-to-cpu")
-                    .nick("Fall back to CPU")
-                    .blurb("When the execution provider cannot be used: run on the CPU with a warning (true) or fail (false)")
-                    .default_value(DEFAULT_FALLBACK_TO_CPU)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("intra-op-threads")
-                    .nick("Intra-op threads")
-                    .blurb("ONNX Runtime threads per model run (0 = one per core)")
-                    .maximum(1024)
-                    .default_value(DEFAULT_INTRA_OP_THREADS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("cache-dir")
-                    .nick("Cache directory")
-                    .blurb("Directory for TensorRT engines and OpenVINO compiled blobs (created if missing; unset = no cache)")
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecString::builder("output-name")
                     .nick("Output name")
                     .blurb("Name of the embedding output when the model has several")
@@ -542,12 +390,9 @@ impl ObjectImpl for FaceNet {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
-                glib::ParamSpecString::builder("onnxruntime-library")
-                    .nick("ONNX Runtime library")
-                    .blurb("libonnxruntime.so to load (default: ORT_DYLIB_PATH, else the library the build installed, else the system's); ONNX Runtime loads once per process, so only the first element started counts")
-                    .mutable_ready()
-                    .build(),
-            ]
+            ];
+            props.extend(EpSettings::param_specs());
+            props
         });
         PROPERTIES.as_ref()
     }
@@ -593,30 +438,18 @@ impl ObjectImpl for FaceNet {
             "channel-order" => settings
                 .channel_order
                 .set(value.get().expect("type checked upstream")),
-            "execution-provider" => {
-                settings.execution_provider = value.get().expect("type checked upstream")
-            }
-            "device" => settings.device = optional_string(value),
-            "fallback-to-cpu" => {
-                settings.fallback_to_cpu = value.get().expect("type checked upstream")
-            }
-            "intra-op-threads" => {
-                settings.intra_op_threads = value.get().expect("type checked upstream")
-            }
-            "cache-dir" => settings.cache_dir = optional_string(value),
             "output-name" => settings.output_name = optional_string(value),
             "l2-normalize" => settings.l2_normalize = value.get().expect("type checked upstream"),
             "post-messages" => settings.post_messages = value.get().expect("type checked upstream"),
-            "onnxruntime-library" => {
-                settings.onnxruntime_library = optional_string(value);
-                if backend::runtime_attempted() {
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "ONNX Runtime is already loaded in this process: onnxruntime-library takes effect only in a new process"
-                    );
-                }
+            "onnxruntime-library" if backend::runtime_attempted() => {
+                settings.ep.set(pspec.name(), value);
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "ONNX Runtime is already loaded in this process: onnxruntime-library takes effect only in a new process"
+                );
             }
+            name if settings.ep.set(name, value) => {}
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -643,16 +476,13 @@ impl ObjectImpl for FaceNet {
                 .map(|e| e.channel_order)
                 .unwrap_or(settings.channel_order.value)
                 .to_value(),
-            "execution-provider" => settings.execution_provider.to_value(),
-            "device" => settings.device.to_value(),
-            "fallback-to-cpu" => settings.fallback_to_cpu.to_value(),
-            "intra-op-threads" => settings.intra_op_threads.to_value(),
-            "cache-dir" => settings.cache_dir.to_value(),
             "output-name" => settings.output_name.to_value(),
             "l2-normalize" => settings.l2_normalize.to_value(),
             "post-messages" => settings.post_messages.to_value(),
-            "onnxruntime-library" => settings.onnxruntime_library.to_value(),
-            other => unreachable!("unknown property {other}"),
+            name => settings
+                .ep
+                .get(name)
+                .unwrap_or_else(|| unreachable!("unknown property {name}")),
         }
     }
 }
@@ -673,27 +503,8 @@ impl ElementImpl for FaceNet {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst_video::VideoCapsBuilder::new()
-                .format_list(SUPPORTED_FORMATS)
-                .build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-            ]
-        });
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(inference::pad_templates);
         PAD_TEMPLATES.as_ref()
     }
 }
@@ -715,12 +526,8 @@ impl BaseTransformImpl for FaceNet {
                 ("model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx")
             ));
         };
-        let library = settings.onnxruntime_library.as_ref().map(PathBuf::from);
-        let (runtime, note) =
-            backend::runtime(library.as_deref()).map_err(|e| post_backend_error(self, &e))?;
-        if let Some(note) = note {
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", note));
-        }
+        let element = self.obj();
+        let runtime = settings.ep.runtime(element.upcast_ref())?;
         gst::info!(
             CAT,
             imp = self,
@@ -728,19 +535,11 @@ impl BaseTransformImpl for FaceNet {
             runtime.version,
             runtime.library.display()
         );
-        let config = SessionConfig {
-            model_path: PathBuf::from(&location),
-            execution_provider: settings.execution_provider.into(),
-            device: settings.device.clone(),
-            fallback_to_cpu: settings.fallback_to_cpu,
-            intra_op_threads: settings.intra_op_threads as usize,
-            cache_dir: settings.cache_dir.as_ref().map(PathBuf::from),
-            output_name: settings.output_name.clone(),
-        };
-        let model = FaceModel::load(runtime, &config).map_err(|e| post_backend_error(self, &e))?;
-        for warning in model.warnings() {
-            gst::element_imp_warning!(self, gst::LibraryError::Init, ("{}", warning));
-        }
+        let config = settings
+            .ep
+            .session_config(&location, settings.output_name.clone());
+        let model = FaceModel::load(runtime, &config).map_err(|e| inference::error_message(&e))?;
+        inference::post_warnings(element.upcast_ref(), model.warnings());
         let spec = model.spec().clone();
         let hints = ModelHints::from_spec_hints(&spec.hints)
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e)))?;
@@ -795,9 +594,11 @@ impl BaseTransformImpl for FaceNet {
             model,
             model_name,
             preprocessor,
-            video_info: None,
-            colorimetry: YuvColorimetry::default(),
-            format: None,
+            model_l2_normalized: spec
+                .hints
+                .get("l2-normalized")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            input: None,
             effective,
         });
         Ok(())
@@ -810,18 +611,14 @@ impl BaseTransformImpl for FaceNet {
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let info = gst_video::VideoInfo::from_caps(incaps)
-            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {}", incaps))?;
-        let format = pixel_format(info.format())
-            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported format in {}", incaps))?;
+        let input =
+            InputFormat::from_caps(incaps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
         let mut state = self.state();
         let state = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
         gst::debug!(CAT, imp = self, "caps {} -> {}", incaps, outcaps);
-        state.colorimetry = yuv_colorimetry(&info);
-        state.format = Some(format);
-        state.video_info = Some(info);
+        state.input = Some(input);
         Ok(())
     }
 
@@ -832,53 +629,24 @@ impl BaseTransformImpl for FaceNet {
         };
         let mut guard = self.state();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let (Some(info), Some(format)) = (state.video_info.as_ref(), state.format) else {
-            return Err(gst::FlowError::NotNegotiated);
-        };
+        let input = state.input.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
 
-        {
-            let frame = match gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info) {
-                Ok(frame) => frame,
-                Err(_) => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Format,
-                        (
-                            "buffer of {} bytes cannot hold a {}x{} {} frame ({} bytes); the upstream element sent a buffer that does not match its caps",
-                            buf.size(),
-                            info.width(),
-                            info.height(),
-                            info.format().to_str(),
-                            info.size()
-                        )
-                    );
-                    return Err(gst::FlowError::Error);
-                }
-            };
-            let mut planes: [&[u8]; 3] = [&[], &[], &[]];
-            let mut strides = [0usize; 3];
-            for plane in 0..(frame.n_planes() as usize).min(3) {
-                planes[plane] = frame
-                    .plane_data(plane as u32)
-                    .map_err(|_| gst::FlowError::Error)?;
-                strides[plane] = frame.plane_stride()[plane] as usize;
-            }
-            let pframe = Frame {
-                format,
-                width: frame.width() as usize,
-                height: frame.height() as usize,
-                planes,
-                strides,
-                colorimetry: state.colorimetry,
-            };
-            if let Err(e) = state.preprocessor.process(&pframe, &mut state.tensor) {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ("cannot read the frame: {}", e)
-                );
-                return Err(gst::FlowError::Error);
-            }
+        let preprocessor = &mut state.preprocessor;
+        let tensor = &mut state.tensor;
+        let prepared = input
+            .with_frame(buf, |frame| {
+                preprocessor
+                    .process(frame, tensor)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|r| r);
+        if let Err(e) = prepared {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("cannot read the frame: {}", e)
+            );
+            return Err(gst::FlowError::Error);
         }
 
         let (w, h) = {
@@ -886,17 +654,17 @@ impl BaseTransformImpl for FaceNet {
             (c.width, c.height)
         };
         if let Err(e) = state.model.run(&state.tensor, 1, h, w, &mut state.output) {
-            let msg = post_backend_error(self, &e);
-            self.post_error_message(msg);
+            gst::error!(CAT, imp = self, "{}", e);
+            self.post_error_message(inference::error_message(&e));
             return Err(gst::FlowError::Error);
         }
-        if l2_normalize {
+        if l2_normalize && !state.model_l2_normalized {
             backend::l2_normalize(&mut state.output);
         }
         let meta = EmbeddingMeta {
             embedding: state.output.clone(),
             model: state.model_name.clone(),
-            l2_normalized: l2_normalize,
+            l2_normalized: l2_normalize || state.model_l2_normalized,
             fresh: true,
         };
         drop(guard);
