@@ -35,9 +35,13 @@ MODELS_DIR    := $(CURDIR)/models/out
 FACEAPI_DIR   := $(CURDIR)/models/faceapi
 FACEAPI_NPM   := $(FACEAPI_DIR)/node_modules/.package-lock.json
 FACEAPI_RESNET := $(MODELS_DIR)/faceapi_resnet128.onnx
+FACEAPI_SSD   := $(MODELS_DIR)/faceapi_ssd_mobilenetv1.onnx
+FACEAPI_LM68  := $(MODELS_DIR)/faceapi_landmark68.onnx
 IRV1_128      := $(MODELS_DIR)/inception_resnet_v1_128.onnx
 IRV1_512      := $(MODELS_DIR)/inception_resnet_v1_512.onnx
-MODELS        := $(FACEAPI_RESNET) $(IRV1_128) $(IRV1_512)
+MODELS        := $(FACEAPI_RESNET) $(FACEAPI_SSD) $(FACEAPI_LM68) $(IRV1_128) $(IRV1_512)
+# face-api's demo photos (six group photos, about 20 different people), from its npm package.
+SAMPLE_PHOTOS := $(FACEAPI_DIR)/node_modules/@vladmandic/face-api/demo
 REFERENCE_DIR := $(CURDIR)/tests/data/generated
 PLUGIN_SO     := $(CURDIR)/target/release/libgstfacenet.so
 
@@ -49,6 +53,8 @@ export ORT_DYLIB_PATH
 # Where the generated test inputs live (for tests that want them without hard-coded paths).
 export GST_FACENET_FIXTURES_DIR  := $(FIXTURES_DIR)
 export GST_FACENET_REFERENCE_DIR := $(REFERENCE_DIR)
+export GST_FACENET_MODELS_DIR    := $(MODELS_DIR)
+export GST_FACENET_SAMPLES_DIR   := $(SAMPLE_PHOTOS)
 
 PREFIX    ?= $(shell pkg-config --variable=prefix gstreamer-1.0 2>/dev/null || echo /usr/local)
 PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pluginsdir gstreamer-1.0 2>/dev/null || echo $(PREFIX)/lib/gstreamer-1.0)
@@ -92,6 +98,12 @@ $(FACEAPI_NPM): $(FACEAPI_DIR)/package-lock.json
 $(FACEAPI_RESNET): $(FACEAPI_NPM) $(FACEAPI_DIR)/convert.py
 	$(PYTHON) $(FACEAPI_DIR)/convert.py $@
 
+$(FACEAPI_SSD): $(FACEAPI_NPM) $(FACEAPI_DIR)/convert_detector.py
+	$(PYTHON) $(FACEAPI_DIR)/convert_detector.py $@
+
+$(FACEAPI_LM68): $(FACEAPI_NPM) $(FACEAPI_DIR)/convert_landmarks.py $(FACEAPI_DIR)/convert_detector.py
+	$(PYTHON) $(FACEAPI_DIR)/convert_landmarks.py $@
+
 $(IRV1_128): models/inception_resnet_v1/build.py
 	$(PYTHON) models/inception_resnet_v1/build.py --seed 0 --dim 128 -o $@
 
@@ -102,6 +114,7 @@ $(IRV1_512): models/inception_resnet_v1/build.py
 # facenet-pytorch parameter table.
 check-models: models
 	PYTHON=$(PYTHON) $(FACEAPI_DIR)/check.sh $(FACEAPI_RESNET)
+	PYTHON=$(PYTHON) $(FACEAPI_DIR)/check_detector.sh
 	$(PYTHON) -m pytest -q models/inception_resnet_v1
 
 ## build -----------------------------------------------------------------------------------------

@@ -7,10 +7,13 @@
 
 use gst::glib;
 
+pub mod align;
 pub mod backend;
+pub mod detection;
 pub mod meta;
 pub mod preprocess;
 
+mod facedetect;
 mod facenet;
 mod inference;
 
@@ -20,6 +23,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
     facenet::register_onnxruntime_log();
     facenet::register(plugin)?;
+    facedetect::register(plugin)?;
     Ok(())
 }
 

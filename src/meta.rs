@@ -166,3 +166,91 @@ mod tests {
         assert!(e.contains("dimension 2"), "{e}");
     }
 }
+
+/// The param structure `facedetect` attaches to each face's
+/// GstVideoRegionOfInterestMeta (roi type `face`):
+///
+/// | field        | type                          | meaning                                      |
+/// |--------------|-------------------------------|----------------------------------------------|
+/// | `confidence` | `G_TYPE_DOUBLE`               | detector score, 0..1                         |
+/// | `landmarks`  | GstValueArray of `G_TYPE_FLOAT` | 10 values: x, y (frame pixels) of the left eye centre, right eye centre, nose tip, left mouth corner, right mouth corner ("left" = image left); absent without a landmark model |
+/// | `fresh`      | `G_TYPE_BOOLEAN`              | detected on this buffer, or carried from the last detection (`inference-interval`) |
+/// | `detector`   | `G_TYPE_STRING`               | the detector model's name                    |
+pub mod face_detection {
+    pub const NAME: &str = "face-detection";
+    pub const CONFIDENCE: &str = "confidence";
+    pub const LANDMARKS: &str = "landmarks";
+    pub const FRESH: &str = "fresh";
+    pub const DETECTOR: &str = "detector";
+    /// The ROI type `facedetect` gives faces.
+    pub const ROI_TYPE: &str = "face";
+}
+
+/// The name of the param structure `facenet` adds to each face ROI in region mode; its
+/// fields are those of [`EMBEDDING_META_NAME`]'s structure (see [`fields`]).
+pub const ROI_EMBEDDING_PARAM: &str = "facenet-embedding";
+
+/// A face as `facedetect` describes it on a region-of-interest meta.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaceDetectionParam {
+    pub confidence: f64,
+    pub landmarks: Option<[[f32; 2]; 5]>,
+    pub fresh: bool,
+    pub detector: String,
+}
+
+impl FaceDetectionParam {
+    pub fn to_structure(&self) -> gst::Structure {
+        let mut s = gst::Structure::builder(face_detection::NAME)
+            .field(face_detection::CONFIDENCE, self.confidence)
+            .field(face_detection::FRESH, self.fresh)
+            .field(face_detection::DETECTOR, self.detector.as_str())
+            .build();
+        if let Some(points) = &self.landmarks {
+            s.set(
+                face_detection::LANDMARKS,
+                gst::Array::new(points.iter().flatten().map(|v| v.to_send_value())),
+            );
+        }
+        s
+    }
+
+    pub fn from_structure(s: &gst::StructureRef) -> Result<Self, String> {
+        let landmarks = match s.get_optional::<gst::Array>(face_detection::LANDMARKS) {
+            Ok(None) => None,
+            Ok(Some(a)) => {
+                let v: Vec<f32> = a
+                    .iter()
+                    .map(|v| v.get::<f32>().map_err(|e| format!("landmark value: {e}")))
+                    .collect::<Result<_, _>>()?;
+                if v.len() != 10 {
+                    return Err(format!("{} landmark values, expected 10", v.len()));
+                }
+                Some([
+                    [v[0], v[1]],
+                    [v[2], v[3]],
+                    [v[4], v[5]],
+                    [v[6], v[7]],
+                    [v[8], v[9]],
+                ])
+            }
+            Err(e) => return Err(format!("field '{}': {e}", face_detection::LANDMARKS)),
+        };
+        Ok(FaceDetectionParam {
+            confidence: s
+                .get::<f64>(face_detection::CONFIDENCE)
+                .map_err(|e| format!("field '{}': {e}", face_detection::CONFIDENCE))?,
+            landmarks,
+            fresh: s
+                .get_optional::<bool>(face_detection::FRESH)
+                .ok()
+                .flatten()
+                .unwrap_or(true),
+            detector: s
+                .get_optional::<String>(face_detection::DETECTOR)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        })
+    }
+}

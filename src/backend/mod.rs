@@ -4,6 +4,7 @@
 //! No GStreamer types here: errors are plain values that the elements' `imp.rs` turn
 //! into GStreamer errors and warnings.
 
+mod detector;
 pub mod model;
 mod session;
 
@@ -11,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+pub use detector::DetectorModel;
 pub use model::{Dim, InvalidModel, ModelHints, ModelSpec, NormalizationKind};
 pub use session::{FaceModel, SessionConfig};
 

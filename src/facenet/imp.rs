@@ -10,10 +10,12 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
+use crate::align::{self, Alignment, FaceRegion};
 use crate::backend::{self, FaceModel, ModelHints, NormalizationKind};
 use crate::inference::{self, EpSettings, InputFormat};
 use crate::meta::EmbeddingMeta;
-use crate::preprocess::{self, PreprocessConfig, Preprocessor};
+use crate::meta::{FaceDetectionParam, ROI_EMBEDDING_PARAM};
+use crate::preprocess::{self, AffineTransform, PreprocessConfig, Preprocessor};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -108,6 +110,50 @@ pub enum ChannelOrder {
     Bgr = 1,
 }
 
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetInferenceRegion")]
+pub enum InferenceRegion {
+    #[default]
+    #[enum_value(
+        name = "Full frame: one embedding per frame, as FaceNetEmbeddingMeta",
+        nick = "full-frame"
+    )]
+    FullFrame = 0,
+    #[enum_value(
+        name = "ROI list: one embedding per region of interest (object-class), as a facenet-embedding param on its GstVideoRegionOfInterestMeta",
+        nick = "roi-list"
+    )]
+    RoiList = 1,
+}
+
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
+#[repr(u32)]
+#[enum_type(name = "GstFaceNetAlignment")]
+pub enum AlignmentMode {
+    #[default]
+    #[enum_value(
+        name = "Auto: the model's gst-facenet.alignment metadata, else dlib-chip for 150x150 inputs, arcface for 112x112, margin otherwise",
+        nick = "auto"
+    )]
+    Auto = 0,
+    #[enum_value(
+        name = "dlib chip: five landmarks onto dlib's 150x150 face chip (dlib ResNet, face-api)",
+        nick = "dlib-chip"
+    )]
+    DlibChip = 1,
+    #[enum_value(
+        name = "ArcFace: five landmarks onto InsightFace's 112x112 template",
+        nick = "arcface"
+    )]
+    ArcFace = 2,
+    #[enum_value(
+        name = "Margin: the box grown by margin pixels, resized (FaceNet's original crop)",
+        nick = "margin"
+    )]
+    Margin = 3,
+}
+
 impl From<Aspect> for preprocess::Aspect {
     fn from(a: Aspect) -> Self {
         match a {
@@ -177,6 +223,11 @@ const DEFAULT_STD: [f64; 3] = [128.0, 128.0, 128.0];
 const DEFAULT_CHANNEL_ORDER: ChannelOrder = ChannelOrder::Rgb;
 const DEFAULT_L2_NORMALIZE: bool = false;
 const DEFAULT_POST_MESSAGES: bool = false;
+const DEFAULT_INFERENCE_REGION: InferenceRegion = InferenceRegion::FullFrame;
+const DEFAULT_OBJECT_CLASS: &str = crate::meta::face_detection::ROI_TYPE;
+const DEFAULT_ALIGNMENT: AlignmentMode = AlignmentMode::Auto;
+/// Sandberg's FaceNet aligns 160x160 validation crops with a 32-pixel margin.
+const DEFAULT_MARGIN: u32 = 32;
 
 /// A property the model's metadata may default: `explicit` once the user sets it.
 #[derive(Debug, Clone, Copy)]
@@ -223,6 +274,10 @@ struct Settings {
     output_name: Option<String>,
     l2_normalize: bool,
     post_messages: bool,
+    inference_region: InferenceRegion,
+    object_class: Option<String>,
+    alignment: AlignmentMode,
+    margin: u32,
 }
 
 impl Default for Settings {
@@ -240,6 +295,10 @@ impl Default for Settings {
             output_name: None,
             l2_normalize: DEFAULT_L2_NORMALIZE,
             post_messages: DEFAULT_POST_MESSAGES,
+            inference_region: DEFAULT_INFERENCE_REGION,
+            object_class: Some(DEFAULT_OBJECT_CLASS.to_string()),
+            alignment: DEFAULT_ALIGNMENT,
+            margin: DEFAULT_MARGIN,
         }
     }
 }
@@ -265,6 +324,19 @@ struct State {
     model_l2_normalized: bool,
     input: Option<InputFormat>,
     effective: Effective,
+    alignment: Alignment,
+    /// Region mode: the faces of the current frame and their tensor transforms.
+    faces: Vec<RoiFace>,
+}
+
+/// A region of interest picked for embedding.
+#[derive(Debug, Clone)]
+struct RoiFace {
+    roi_id: i32,
+    /// The meta's position among the buffer's region-of-interest metas.
+    index: usize,
+    region: FaceRegion,
+    transform: Option<AffineTransform>,
 }
 
 #[derive(Default)]
@@ -390,6 +462,29 @@ impl ObjectImpl for FaceNet {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("inference-region", DEFAULT_INFERENCE_REGION)
+                    .nick("Inference region")
+                    .blurb("Embed the whole frame, or every region of interest of object-class (faces from facedetect)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("object-class")
+                    .nick("Object class")
+                    .blurb("In roi-list mode, the GstVideoRegionOfInterestMeta type to embed (empty: every region)")
+                    .default_value(Some(DEFAULT_OBJECT_CLASS))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("alignment", DEFAULT_ALIGNMENT)
+                    .nick("Alignment")
+                    .blurb("In roi-list mode, how a face is prepared for the model's training convention")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("margin")
+                    .nick("Margin")
+                    .blurb("In roi-list mode, pixels added around a face box (half on each side) for alignment=margin, and for faces without landmarks")
+                    .maximum(4096)
+                    .default_value(DEFAULT_MARGIN)
+                    .mutable_playing()
+                    .build(),
             ];
             props.extend(EpSettings::param_specs());
             props
@@ -441,6 +536,12 @@ impl ObjectImpl for FaceNet {
             "output-name" => settings.output_name = optional_string(value),
             "l2-normalize" => settings.l2_normalize = value.get().expect("type checked upstream"),
             "post-messages" => settings.post_messages = value.get().expect("type checked upstream"),
+            "inference-region" => {
+                settings.inference_region = value.get().expect("type checked upstream")
+            }
+            "object-class" => settings.object_class = value.get().expect("type checked upstream"),
+            "alignment" => settings.alignment = value.get().expect("type checked upstream"),
+            "margin" => settings.margin = value.get().expect("type checked upstream"),
             "onnxruntime-library" if backend::runtime_attempted() => {
                 settings.ep.set(pspec.name(), value);
                 gst::warning!(
@@ -479,6 +580,10 @@ impl ObjectImpl for FaceNet {
             "output-name" => settings.output_name.to_value(),
             "l2-normalize" => settings.l2_normalize.to_value(),
             "post-messages" => settings.post_messages.to_value(),
+            "inference-region" => settings.inference_region.to_value(),
+            "object-class" => settings.object_class.to_value(),
+            "alignment" => settings.alignment.to_value(),
+            "margin" => settings.margin.to_value(),
             name => settings
                 .ep
                 .get(name)
@@ -573,10 +678,23 @@ impl BaseTransformImpl for FaceNet {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| location.clone())
         });
+        let margin = f64::from(settings.margin);
+        let alignment = match settings.alignment {
+            AlignmentMode::DlibChip => Alignment::DlibChip,
+            AlignmentMode::ArcFace => Alignment::ArcFace,
+            AlignmentMode::Margin => Alignment::Margin(margin),
+            AlignmentMode::Auto => spec
+                .hints
+                .get("alignment")
+                .and_then(|h| Alignment::from_hint(h, margin))
+                .unwrap_or_else(|| {
+                    Alignment::guess_for_input(pconfig.width, pconfig.height, margin)
+                }),
+        };
         gst::info!(
             CAT,
             imp = self,
-            "model {} ({}): input '{}' {:?} {}x{}, output '{}' of {} values, on {}; {:?}",
+            "model {} ({}): input '{}' {:?} {}x{}, output '{}' of {} values, on {}; {:?}; region {:?}, alignment {:?}",
             model_name,
             location,
             spec.image_input,
@@ -586,7 +704,9 @@ impl BaseTransformImpl for FaceNet {
             spec.output,
             spec.embedding_dim,
             model.active_provider().nick(),
-            effective
+            effective,
+            settings.inference_region,
+            alignment
         );
         *self.state() = Some(State {
             tensor: vec![0.0; pconfig.tensor_len()],
@@ -600,6 +720,8 @@ impl BaseTransformImpl for FaceNet {
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             input: None,
             effective,
+            alignment,
+            faces: Vec::new(),
         });
         Ok(())
     }
@@ -623,10 +745,13 @@ impl BaseTransformImpl for FaceNet {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (l2_normalize, post_messages) = {
+        let (l2_normalize, post_messages, region) = {
             let s = self.settings();
-            (s.l2_normalize, s.post_messages)
+            (s.l2_normalize, s.post_messages, s.inference_region)
         };
+        if region == InferenceRegion::RoiList {
+            return self.embed_regions(buf);
+        }
         let mut guard = self.state();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
         let input = state.input.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
@@ -653,6 +778,8 @@ impl BaseTransformImpl for FaceNet {
             let c = state.preprocessor.config();
             (c.width, c.height)
         };
+        let dim = state.model.spec().embedding_dim;
+        state.output.resize(dim, 0.0);
         if let Err(e) = state.model.run(&state.tensor, 1, h, w, &mut state.output) {
             gst::error!(CAT, imp = self, "{}", e);
             self.post_error_message(inference::error_message(&e));
@@ -683,6 +810,175 @@ impl BaseTransformImpl for FaceNet {
 }
 
 impl FaceNet {
+    /// Region mode: every face ROI of the buffer, prepared for the model's convention
+    /// straight from the frame, embedded in one batched run (face by face for models with
+    /// a fixed batch of 1); each ROI gets a `facenet-embedding` param.
+    fn embed_regions(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (l2_normalize, post_messages, object_class, margin) = {
+            let s = self.settings();
+            (
+                s.l2_normalize,
+                s.post_messages,
+                s.object_class.clone(),
+                f64::from(s.margin),
+            )
+        };
+        let mut guard = self.state();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let input = state.input.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let (frame_w, frame_h) = (input.info.width() as usize, input.info.height() as usize);
+        let (w, h) = {
+            let c = state.preprocessor.config();
+            (c.width, c.height)
+        };
+
+        state.faces.clear();
+        for (index, roi) in buf
+            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .enumerate()
+        {
+            if object_class
+                .as_deref()
+                .is_some_and(|c| !c.is_empty() && c != roi.roi_type())
+            {
+                continue;
+            }
+            let (x, y, rw, rh) = roi.rect();
+            let landmarks = roi
+                .param(crate::meta::face_detection::NAME)
+                .and_then(|p| FaceDetectionParam::from_structure(p).ok())
+                .and_then(|p| p.landmarks)
+                .map(|pts| pts.map(|[px, py]| [f64::from(px), f64::from(py)]));
+            let region = FaceRegion {
+                x: f64::from(x),
+                y: f64::from(y),
+                width: f64::from(rw),
+                height: f64::from(rh),
+                landmarks,
+            };
+            let transform =
+                align::face_transform(state.alignment, &region, frame_w, frame_h, w, h, margin);
+            state.faces.push(RoiFace {
+                roi_id: roi.id(),
+                index,
+                region,
+                transform,
+            });
+        }
+        // Degenerate regions (empty boxes, coincident landmarks) get no embedding.
+        state.faces.retain(|f| f.transform.is_some());
+        let n = state.faces.len();
+        if n == 0 {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+
+        let per_face = 3 * w * h;
+        let dim = state.model.spec().embedding_dim;
+        state.tensor.resize(n * per_face, 0.0);
+        state.output.resize(n * dim, 0.0);
+        let preprocessor = &mut state.preprocessor;
+        let tensor = &mut state.tensor;
+        let faces = &state.faces;
+        let prepared = input
+            .with_frame(buf, |frame| {
+                for (i, face) in faces.iter().enumerate() {
+                    let t = face.transform.as_ref().expect("retained");
+                    preprocessor
+                        .process_affine(frame, t, &mut tensor[i * per_face..(i + 1) * per_face])
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+            .and_then(|r| r);
+        if let Err(e) = prepared {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("cannot read the frame: {}", e)
+            );
+            return Err(gst::FlowError::Error);
+        }
+
+        let run = if state.model.supports_batches() {
+            state.model.run(&state.tensor, n, h, w, &mut state.output)
+        } else {
+            (0..n).try_for_each(|i| {
+                state.model.run(
+                    &state.tensor[i * per_face..(i + 1) * per_face],
+                    1,
+                    h,
+                    w,
+                    &mut state.output[i * dim..(i + 1) * dim],
+                )
+            })
+        };
+        if let Err(e) = run {
+            gst::error!(CAT, imp = self, "{}", e);
+            self.post_error_message(inference::error_message(&e));
+            return Err(gst::FlowError::Error);
+        }
+
+        let model_l2 = state.model_l2_normalized;
+        let embeddings: Vec<(usize, i32, FaceRegion, EmbeddingMeta)> = state
+            .faces
+            .iter()
+            .enumerate()
+            .map(|(i, face)| {
+                let mut embedding = state.output[i * dim..(i + 1) * dim].to_vec();
+                if l2_normalize && !model_l2 {
+                    backend::l2_normalize(&mut embedding);
+                }
+                let meta = EmbeddingMeta {
+                    embedding,
+                    model: state.model_name.clone(),
+                    l2_normalized: l2_normalize || model_l2,
+                    fresh: true,
+                };
+                (face.index, face.roi_id, face.region, meta)
+            })
+            .collect();
+        drop(guard);
+
+        let mut next = embeddings.iter().peekable();
+        for (index, mut roi) in buf
+            .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
+            .enumerate()
+        {
+            let Some((_, _, _, meta)) = next.next_if(|(i, ..)| *i == index) else {
+                continue;
+            };
+            let mut param = gst::Structure::new_empty(ROI_EMBEDDING_PARAM);
+            meta.write_fields(&mut param);
+            roi.add_param(param);
+        }
+        gst::trace!(CAT, imp = self, "{} face embeddings for {:?}", n, buf.pts());
+        if post_messages {
+            for (_, roi_id, region, meta) in &embeddings {
+                self.post_face_message(buf, *roi_id, region, meta);
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn post_face_message(
+        &self,
+        buf: &gst::BufferRef,
+        roi_id: i32,
+        region: &FaceRegion,
+        meta: &EmbeddingMeta,
+    ) {
+        let obj = self.obj();
+        let mut s = gst::Structure::new_empty("facenet-embedding");
+        s.set("timestamp", buf.pts());
+        s.set("roi-id", roi_id);
+        s.set("x", region.x as u32);
+        s.set("y", region.y as u32);
+        s.set("width", region.width as u32);
+        s.set("height", region.height as u32);
+        meta.write_fields(&mut s);
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
     fn post_embedding_message(&self, buf: &gst::BufferRef, meta: &EmbeddingMeta) {
         let obj = self.obj();
         let segment = obj.segment();

@@ -16,6 +16,8 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     imp::Aspect::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     imp::Normalization::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     imp::ChannelOrder::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    imp::InferenceRegion::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    imp::AlignmentMode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     crate::inference::ExecutionProvider::static_type()
         .mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(

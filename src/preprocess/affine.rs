@@ -77,7 +77,8 @@ impl AffineTransform {
             im += x * v - y * u;
             mag += p[0] * p[0] + p[1] * p[1];
         }
-        if !(var > 1e-12 * mag.max(f64::MIN_POSITIVE)) {
+        // All values are finite here.
+        if var <= 1e-12 * mag.max(f64::MIN_POSITIVE) {
             return None;
         }
         let (p, q) = (re / var, im / var);
@@ -538,5 +539,709 @@ impl Preprocessor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{make_frame, none_config, Rng, TestFrame};
+    use super::super::{PixelFormat, PreprocessConfig, YuvColorimetry};
+    use super::*;
+
+    const TOL: f64 = 1e-3;
+
+    fn tent(v: f64) -> f64 {
+        (1.0 - v.abs()).max(0.0)
+    }
+
+    /// Straight f64 implementation of the documented kernel ("Aligned crops") for output
+    /// pixel (x, y); `rgb` is the converted frame (`pixel_rgb`), `fw x fh`.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_affine(
+        rgb: &[[f64; 3]],
+        fw: usize,
+        fh: usize,
+        t: &AffineTransform,
+        ow: usize,
+        oh: usize,
+        x: usize,
+        y: usize,
+    ) -> [f64; 3] {
+        let lx = (t.a * t.a + t.d * t.d).sqrt();
+        let ly = (t.b * t.b + t.e * t.e).sqrt();
+        let bilinear = lx <= 1.0 && ly <= 1.0;
+        let (rx, ry) = (lx.max(1.0), ly.max(1.0));
+        let n = [
+            [t.a / lx * rx, t.b / ly * ry],
+            [t.d / lx * rx, t.e / ly * ry],
+        ];
+        let det = n[0][0] * n[1][1] - n[0][1] * n[1][0];
+        let inv = [
+            [n[1][1] / det, -n[0][1] / det],
+            [-n[1][0] / det, n[0][0] / det],
+        ];
+        let corners: Vec<[f64; 2]> = [[0.0, 0.0], [ow as f64, 0.0], [0.0, oh as f64]]
+            .into_iter()
+            .chain([[ow as f64, oh as f64]])
+            .map(|p| t.apply(p))
+            .collect();
+        let snapped = |v: f64| {
+            if (v - v.round()).abs() <= 1e-9 * v.abs().max(1.0) {
+                v.round()
+            } else {
+                v
+            }
+        };
+        let min = |k: usize| corners.iter().map(|p| p[k]).fold(f64::MAX, f64::min);
+        let max = |k: usize| corners.iter().map(|p| p[k]).fold(f64::MIN, f64::max);
+        let dx0 = snapped(min(0)).floor().min(0.0) as i64;
+        let dx1 = snapped(max(0)).ceil().max(fw as f64) as i64;
+        let dy0 = snapped(min(1)).floor().min(0.0) as i64;
+        let dy1 = snapped(max(1)).ceil().max(fh as f64) as i64;
+        let [cx, cy] = t.apply([x as f64 + 0.5, y as f64 + 0.5]);
+        let r = (rx + ry).ceil() as i64 + 2;
+        let (mut acc, mut sum) = ([0.0f64; 3], 0.0f64);
+        for iy in (cy.floor() as i64 - r)..=(cy.floor() as i64 + r) {
+            for ix in (cx.floor() as i64 - r)..=(cx.floor() as i64 + r) {
+                if ix < dx0 || ix >= dx1 || iy < dy0 || iy >= dy1 {
+                    continue;
+                }
+                let (dx, dy) = (ix as f64 + 0.5 - cx, iy as f64 + 0.5 - cy);
+                let w = if bilinear {
+                    tent(dx) * tent(dy)
+                } else {
+                    tent(inv[0][0] * dx + inv[0][1] * dy) * tent(inv[1][0] * dx + inv[1][1] * dy)
+                };
+                if w <= 0.0 {
+                    continue;
+                }
+                sum += w;
+                if ix >= 0 && iy >= 0 && (ix as usize) < fw && (iy as usize) < fh {
+                    let p = rgb[iy as usize * fw + ix as usize];
+                    for c in 0..3 {
+                        acc[c] += w * p[c];
+                    }
+                }
+            }
+        }
+        if sum > 0.0 {
+            acc.map(|a| a / sum)
+        } else {
+            [0.0; 3]
+        }
+    }
+
+    fn converted(tf: &TestFrame) -> Vec<[f64; 3]> {
+        let f = tf.frame();
+        (0..tf.width * tf.height)
+            .map(|i| f.pixel_rgb(i % tf.width, i / tf.width).map(|v| v as f64))
+            .collect()
+    }
+
+    /// `s·R(θ)` around the output centre, onto source point `centre`.
+    fn rot_scale(deg: f64, s: f64, ow: usize, oh: usize, centre: [f64; 2]) -> AffineTransform {
+        let (sn, cs) = deg.to_radians().sin_cos();
+        let (a, b, d, e) = (s * cs, -s * sn, s * sn, s * cs);
+        let (ox, oy) = (ow as f64 / 2.0, oh as f64 / 2.0);
+        AffineTransform {
+            a,
+            b,
+            c: centre[0] - (a * ox + b * oy),
+            d,
+            e,
+            f: centre[1] - (d * ox + e * oy),
+        }
+    }
+
+    fn run(pp: &mut Preprocessor, frame: &Frame, t: &AffineTransform) -> Vec<f32> {
+        let mut out = vec![f32::NAN; pp.config().tensor_len()];
+        pp.process_affine(frame, t, &mut out).unwrap();
+        out
+    }
+
+    fn max_err_vs_naive(tf: &TestFrame, t: &AffineTransform, ow: usize, oh: usize) -> f64 {
+        let rgb = converted(tf);
+        let mut pp = Preprocessor::new(none_config(ow, oh)).unwrap();
+        let out = run(&mut pp, &tf.frame(), t);
+        let mut worst = 0.0f64;
+        for y in 0..oh {
+            for x in 0..ow {
+                let want = naive_affine(&rgb, tf.width, tf.height, t, ow, oh, x, y);
+                for c in 0..3 {
+                    let got = out[(y * ow + x) * 3 + c] as f64;
+                    let err = (got - want[c]).abs();
+                    assert!(
+                        err <= TOL,
+                        "{:?} {t:?} -> {ow}x{oh}: ({x},{y}) ch {c}: got {got}, want {}",
+                        tf.format,
+                        want[c]
+                    );
+                    worst = worst.max(err);
+                }
+            }
+        }
+        worst
+    }
+
+    // ------------------------------------------------------------------ geometry
+
+    const TEMPLATE: [[f64; 2]; 5] = [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ];
+
+    #[test]
+    fn similarity_recovers_known_transform() {
+        let truth = rot_scale(23.0, 1.7, 112, 112, [640.5, 360.25]);
+        let to: Vec<[f64; 2]> = TEMPLATE.iter().map(|&p| truth.apply(p)).collect();
+        let fit = AffineTransform::similarity_from_points(&TEMPLATE, &to).unwrap();
+        for (g, w) in [
+            (fit.a, truth.a),
+            (fit.b, truth.b),
+            (fit.c, truth.c),
+            (fit.d, truth.d),
+            (fit.e, truth.e),
+            (fit.f, truth.f),
+        ] {
+            assert!((g - w).abs() < 1e-9, "{fit:?} vs {truth:?}");
+        }
+        // Small noise: close to the truth, and a least-squares minimum (perturbing any
+        // parameter of the similarity does not reduce the residual).
+        let mut rng = Rng(31);
+        let noisy: Vec<[f64; 2]> = to
+            .iter()
+            .map(|p| [p[0] + rng.unit() - 0.5, p[1] + rng.unit() - 0.5])
+            .collect();
+        let fit = AffineTransform::similarity_from_points(&TEMPLATE, &noisy).unwrap();
+        let scale = fit.a.hypot(fit.d);
+        let angle = fit.d.atan2(fit.a).to_degrees();
+        assert!((scale - 1.7).abs() < 0.02, "scale {scale}");
+        assert!((angle - 23.0).abs() < 1.0, "angle {angle}");
+        assert_eq!((fit.a, fit.b), (fit.e, -fit.d), "not a similarity");
+        let centre = fit.apply([56.0, 72.0]);
+        let true_centre = truth.apply([56.0, 72.0]);
+        assert!((centre[0] - true_centre[0]).hypot(centre[1] - true_centre[1]) < 0.5);
+        let resid = |t: &AffineTransform| -> f64 {
+            TEMPLATE
+                .iter()
+                .zip(&noisy)
+                .map(|(&p, q)| {
+                    let m = t.apply(p);
+                    (m[0] - q[0]).powi(2) + (m[1] - q[1]).powi(2)
+                })
+                .sum()
+        };
+        let r0 = resid(&fit);
+        for k in 0..4 {
+            for eps in [1e-4, -1e-4] {
+                let mut t = fit;
+                match k {
+                    0 => {
+                        t.a += eps;
+                        t.e += eps;
+                    }
+                    1 => {
+                        t.d += eps;
+                        t.b -= eps;
+                    }
+                    2 => t.c += eps,
+                    _ => t.f += eps,
+                }
+                assert!(resid(&t) >= r0, "not a minimum along {k}");
+            }
+        }
+        // Mirrored targets: still a proper rotation (no reflection).
+        let mirrored: Vec<[f64; 2]> = to.iter().map(|p| [-p[0], p[1]]).collect();
+        let fit = AffineTransform::similarity_from_points(&TEMPLATE, &mirrored).unwrap();
+        assert!(fit.a * fit.e - fit.b * fit.d > 0.0);
+        // Two points suffice.
+        assert!(AffineTransform::similarity_from_points(&TEMPLATE[..2], &to[..2]).is_some());
+    }
+
+    #[test]
+    fn similarity_rejects_degenerate_input() {
+        let p = [[1.0, 2.0], [3.0, 5.0], [7.0, -1.0]];
+        let f = AffineTransform::similarity_from_points;
+        assert!(f(&[], &[]).is_none());
+        assert!(f(&p[..1], &p[..1]).is_none());
+        assert!(f(&p, &p[..2]).is_none());
+        assert!(f(&[[4.0, 4.0]; 3], &p).is_none(), "coincident sources");
+        assert!(f(&p, &[[4.0, 4.0]; 3]).is_none(), "coincident targets");
+        assert!(f(&[[1.0, 2.0], [f64::NAN, 0.0]], &p[..2]).is_none());
+        assert!(f(&p, &[[1.0, 2.0], [3.0, f64::INFINITY], [0.0, 0.0]]).is_none());
+        let id = f(&p, &p).unwrap();
+        for (g, w) in [
+            (id.a, 1.0),
+            (id.b, 0.0),
+            (id.c, 0.0),
+            (id.e, 1.0),
+            (id.f, 0.0),
+        ] {
+            assert!((g - w).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn inverse_round_trip() {
+        let mut rng = Rng(8);
+        for _ in 0..100 {
+            let mut v = || rng.unit() * 20.0 - 10.0;
+            let t = AffineTransform {
+                a: v(),
+                b: v(),
+                c: v() * 50.0,
+                d: v(),
+                e: v(),
+                f: v() * 50.0,
+            };
+            let inv = t.inverse().unwrap();
+            for p in [[0.0, 0.0], [13.5, -7.25], [1000.0, 3.0]] {
+                let q = inv.apply(t.apply(p));
+                let r = t.apply(inv.apply(p));
+                let tol = 1e-9 * (1.0 + p[0].abs() + p[1].abs()) / (t.a * t.e - t.b * t.d).abs();
+                for k in 0..2 {
+                    assert!((q[k] - p[k]).abs() < tol.max(1e-9), "{t:?} {p:?} {q:?}");
+                    assert!((r[k] - p[k]).abs() < tol.max(1e-9), "{t:?} {p:?} {r:?}");
+                }
+            }
+            let back = inv.inverse().unwrap();
+            assert!((back.c - t.c).abs() < 1e-6 * (1.0 + t.c.abs()));
+        }
+        assert_eq!(
+            AffineTransform::identity().inverse(),
+            Some(AffineTransform::identity())
+        );
+        let singular = AffineTransform {
+            a: 1.0,
+            b: 2.0,
+            c: 3.0,
+            d: 2.0,
+            e: 4.0,
+            f: 0.0,
+        };
+        assert!(singular.inverse().is_none());
+        let nan = AffineTransform {
+            c: f64::NAN,
+            ..AffineTransform::identity()
+        };
+        assert!(nan.inverse().is_none());
+        // from_rect maps the output rectangle onto the source rectangle.
+        let r = SourceRect::new(10.5, -3.0, 200.0, 150.0);
+        let t = AffineTransform::from_rect(r, 160, 120);
+        assert_eq!(t.apply([0.0, 0.0]), [10.5, -3.0]);
+        assert_eq!(t.apply([160.0, 120.0]), [210.5, 147.0]);
+    }
+
+    // ------------------------------------------------------------------ sampling
+
+    const AFFINE_FORMATS: [PixelFormat; 5] = [
+        PixelFormat::Rgb,
+        PixelFormat::Bgrx,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+        PixelFormat::Gray8,
+    ];
+
+    #[test]
+    fn process_affine_matches_naive_reference() {
+        let mut rng = Rng(2024);
+        let mut worst = 0.0f64;
+        for (fi, format) in AFFINE_FORMATS.into_iter().enumerate() {
+            let (fw, fh) = [(61, 47), (64, 37), (33, 51)][fi % 3];
+            let tf = make_frame(format, fw, fh, 5, YuvColorimetry::default(), &mut rng);
+            for deg in [0.0, 17.0, 90.0, -33.0] {
+                for s in [0.5, 1.0, 1.7, 3.2] {
+                    let (ow, oh) = (23, 19);
+                    let centre = [fw as f64 / 2.0 + 0.3, fh as f64 / 2.0 - 0.7];
+                    let t = rot_scale(deg, s, ow, oh, centre);
+                    worst = worst.max(max_err_vs_naive(&tf, &t, ow, oh));
+                }
+            }
+            // General affine (shear, unequal axes, mixed up/downscale) and a reflection.
+            for t in [
+                AffineTransform {
+                    a: 2.1,
+                    b: 0.4,
+                    c: 3.0,
+                    d: -0.3,
+                    e: 0.8,
+                    f: 5.5,
+                },
+                AffineTransform {
+                    a: 0.7,
+                    b: 0.2,
+                    c: 40.0,
+                    d: 0.1,
+                    e: -0.6,
+                    f: 30.0,
+                },
+                AffineTransform {
+                    a: -1.3,
+                    b: 0.0,
+                    c: 50.0,
+                    d: 0.0,
+                    e: 1.9,
+                    f: -4.0,
+                },
+            ] {
+                worst = worst.max(max_err_vs_naive(&tf, &t, 23, 19));
+            }
+        }
+        eprintln!("process_affine vs naive: max abs error {worst:e}");
+    }
+
+    #[test]
+    fn identity_is_bit_exact() {
+        let mut rng = Rng(6);
+        for format in PixelFormat::ALL {
+            for &(w, h) in &[(17, 9), (160, 160), (1, 1)] {
+                let tf = make_frame(format, w, h, 3, YuvColorimetry::default(), &mut rng);
+                let frame = tf.frame();
+                let want: Vec<f32> = (0..w * h)
+                    .flat_map(|i| frame.pixel_rgb(i % w, i / w))
+                    .collect();
+                let mut pp = Preprocessor::new(none_config(w, h)).unwrap();
+                let got = run(&mut pp, &frame, &AffineTransform::identity());
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{format:?} {w}x{h}"
+                );
+                // Integer translation at scale 1: a bit-exact sub-image copy.
+                if w > 4 && h > 4 {
+                    let mut pp = Preprocessor::new(none_config(w - 3, h - 4)).unwrap();
+                    let t = AffineTransform {
+                        c: 2.0,
+                        f: 3.0,
+                        ..AffineTransform::identity()
+                    };
+                    let got = run(&mut pp, &frame, &t);
+                    for y in 0..h - 4 {
+                        for x in 0..w - 3 {
+                            let px = frame.pixel_rgb(x + 2, y + 3);
+                            assert_eq!(&got[(y * (w - 3) + x) * 3..][..3], &px[..]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn axis_aligned_equals_process_rect() {
+        let mut rng = Rng(77);
+        let mut worst = 0.0f64;
+        for format in [PixelFormat::Rgb, PixelFormat::Nv12, PixelFormat::I420] {
+            let tf = make_frame(format, 201, 157, 3, YuvColorimetry::default(), &mut rng);
+            let frame = tf.frame();
+            for &(ow, oh) in &[(160, 160), (112, 112), (37, 23)] {
+                let (owf, ohf) = (ow as f64, oh as f64);
+                for s in [0.5, 1.0, 1.7, 3.2] {
+                    for rect in [
+                        SourceRect::new(20.0, 10.0, owf * s, ohf * s),
+                        SourceRect::new(13.37, 7.25, owf * s, ohf * s * 1.3),
+                        SourceRect::new(-30.5, 100.25, owf * s * 0.8, ohf * s),
+                        SourceRect::new(150.0, -20.0, owf * s, ohf * s),
+                    ] {
+                        let t = AffineTransform::from_rect(rect, ow, oh);
+                        let mut pp = Preprocessor::new(none_config(ow, oh)).unwrap();
+                        let got = run(&mut pp, &frame, &t);
+                        let mut want = vec![0.0f32; got.len()];
+                        pp.process_rect(&frame, rect, &mut want).unwrap();
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            let err = (g - w).abs() as f64;
+                            assert!(
+                                err <= TOL,
+                                "{format:?} {rect:?} -> {ow}x{oh} value {i}: {g} vs {w}"
+                            );
+                            worst = worst.max(err);
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("process_affine(from_rect) vs process_rect: max abs error {worst:e}");
+    }
+
+    #[test]
+    fn outside_the_frame_reads_black() {
+        let mut rng = Rng(12);
+        let tf = make_frame(
+            PixelFormat::Nv12,
+            64,
+            48,
+            2,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let frame = tf.frame();
+        let mut pp = Preprocessor::new(none_config(32, 32)).unwrap();
+        // Entirely outside: all exact zeros.
+        for t in [
+            rot_scale(30.0, 1.5, 32, 32, [-100.0, 20.0]),
+            rot_scale(0.0, 0.5, 32, 32, [300.0, 300.0]),
+        ] {
+            assert!(run(&mut pp, &frame, &t).iter().all(|&v| v == 0.0));
+        }
+        // Left half outside (scale 2, 20° rotation): pixels whose footprint lies left of
+        // the frame are exactly 0, pixels inside have content; matches the reference.
+        let t = rot_scale(20.0, 2.0, 32, 32, [0.0, 24.0]);
+        let out = run(&mut pp, &frame, &t);
+        let r = 2.0 * (2f64).sqrt() + 1.0;
+        let (mut black, mut inside) = (0, 0);
+        for y in 0..32 {
+            for x in 0..32 {
+                let [cx, cy] = t.apply([x as f64 + 0.5, y as f64 + 0.5]);
+                let px = &out[(y * 32 + x) * 3..][..3];
+                if cx < -r {
+                    assert_eq!(px, &[0.0; 3]);
+                    black += 1;
+                } else if cx > r && cy > r && cy < 48.0 - r {
+                    assert!(px.iter().any(|&v| v > 0.0));
+                    inside += 1;
+                }
+            }
+        }
+        assert!(black > 50 && inside > 50, "{black} {inside}");
+        max_err_vs_naive(&tf, &t, 32, 32);
+    }
+
+    /// The frame rotated 90° clockwise (`new(x', y') = old(y', H − 1 − x')`); even sizes
+    /// so that YUV chroma blocks rotate onto chroma blocks.
+    fn rotate90(tf: &TestFrame) -> TestFrame {
+        let (w, h) = (tf.width, tf.height);
+        assert!(w % 2 == 0 && h % 2 == 0);
+        let rot_plane = |data: &[u8], stride: usize, pw: usize, ph: usize, bpp: usize| {
+            // Rotated plane: ph wide, pw tall, tightly packed.
+            let mut out = vec![0u8; pw * ph * bpp];
+            for yn in 0..pw {
+                for xn in 0..ph {
+                    let (xo, yo) = (yn, ph - 1 - xn);
+                    let src = &data[yo * stride + xo * bpp..][..bpp];
+                    out[(yn * ph + xn) * bpp..][..bpp].copy_from_slice(src);
+                }
+            }
+            out
+        };
+        let mut planes = Vec::new();
+        let mut strides = [0usize; 3];
+        match tf.format {
+            PixelFormat::I420 => {
+                planes.push(rot_plane(&tf.planes[0], tf.strides[0], w, h, 1));
+                planes.push(rot_plane(&tf.planes[1], tf.strides[1], w / 2, h / 2, 1));
+                planes.push(rot_plane(&tf.planes[2], tf.strides[2], w / 2, h / 2, 1));
+                strides = [h, h / 2, h / 2];
+            }
+            PixelFormat::Nv12 => {
+                planes.push(rot_plane(&tf.planes[0], tf.strides[0], w, h, 1));
+                planes.push(rot_plane(&tf.planes[1], tf.strides[1], w / 2, h / 2, 2));
+                strides = [h, h, 0];
+            }
+            f => {
+                let bpp = f.bytes_per_pixel().unwrap();
+                planes.push(rot_plane(&tf.planes[0], tf.strides[0], w, h, bpp));
+                strides[0] = h * bpp;
+            }
+        }
+        TestFrame {
+            format: tf.format,
+            width: h,
+            height: w,
+            planes,
+            strides,
+            colorimetry: tf.colorimetry,
+            expected: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rotated_frame_with_rotated_transform_gives_same_output() {
+        let mut rng = Rng(90);
+        for format in [PixelFormat::Rgb, PixelFormat::I420, PixelFormat::Nv12] {
+            let tf = make_frame(format, 72, 54, 3, YuvColorimetry::default(), &mut rng);
+            let rt = rotate90(&tf);
+            // Sanity: the rotated frame really is the rotated image.
+            for (xn, yn) in [(0, 0), (53, 0), (10, 71), (27, 33)] {
+                assert_eq!(
+                    rt.frame().pixel_rgb(xn, yn),
+                    tf.frame().pixel_rgb(yn, 54 - 1 - xn)
+                );
+            }
+            let h = tf.height as f64;
+            for deg in [0.0, 17.0, -33.0, 90.0] {
+                for s in [0.5, 1.0, 1.7, 3.2] {
+                    let t = rot_scale(deg, s, 40, 30, [35.3, 27.9]);
+                    // old (u, v) -> new (H − v, u).
+                    let tr = AffineTransform {
+                        a: -t.d,
+                        b: -t.e,
+                        c: h - t.f,
+                        d: t.a,
+                        e: t.b,
+                        f: t.c,
+                    };
+                    let mut pp = Preprocessor::new(none_config(40, 30)).unwrap();
+                    let a = run(&mut pp, &tf.frame(), &t);
+                    let b = run(&mut pp, &rt.frame(), &tr);
+                    let err = a
+                        .iter()
+                        .zip(&b)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0.0f32, f32::max);
+                    assert!(err as f64 <= TOL, "{format:?} {deg}° x{s}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiled_large_footprints_match_reference() {
+        // A footprint above the scratch cap (tiles), checked on sampled pixels.
+        let mut rng = Rng(5);
+        let tf = make_frame(
+            PixelFormat::Gray8,
+            700,
+            650,
+            0,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let t = rot_scale(40.0, 5.3, 112, 112, [350.0, 330.0]);
+        let rgb = converted(&tf);
+        let mut pp = Preprocessor::new(none_config(112, 112)).unwrap();
+        let out = run(&mut pp, &tf.frame(), &t);
+        for k in 0..300 {
+            let (x, y) = ((k * 37) % 112, (k * 53 + k / 7) % 112);
+            let want = naive_affine(&rgb, 700, 650, &t, 112, 112, x, y);
+            for c in 0..3 {
+                let got = out[(y * 112 + x) * 3 + c] as f64;
+                assert!((got - want[c]).abs() <= TOL, "({x},{y}) {got} {}", want[c]);
+            }
+        }
+    }
+
+    #[test]
+    fn normalization_and_layout_follow_the_config() {
+        let mut rng = Rng(3);
+        let tf = make_frame(
+            PixelFormat::Bgrx,
+            90,
+            70,
+            4,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let frame = tf.frame();
+        let t = rot_scale(12.0, 1.3, 40, 30, [45.0, 35.0]);
+        let mut pp = Preprocessor::new(none_config(40, 30)).unwrap();
+        let base = run(&mut pp, &frame, &t);
+        let cfg = PreprocessConfig::new(40, 30); // prewhiten, NCHW
+        let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+        let got = run(&mut pp, &frame, &t);
+        assert_eq!(pp.resampled_image(), &base[..]);
+        let mut want = vec![0.0f32; got.len()];
+        write_tensor(&base, &cfg, &mut want);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn simd_and_portable_builds_are_bit_identical() {
+        let mut rng = Rng(4243);
+        for format in PixelFormat::ALL {
+            let tf = make_frame(format, 133, 101, 5, YuvColorimetry::default(), &mut rng);
+            for t in [
+                rot_scale(17.0, 0.7, 48, 40, [60.0, 50.0]),
+                rot_scale(-33.0, 2.2, 48, 40, [20.0, 50.0]),
+            ] {
+                let mut outs = Vec::new();
+                for portable in [false, true] {
+                    let mut pp = Preprocessor::new(none_config(48, 40)).unwrap();
+                    pp.resampler.portable_only = portable;
+                    let out = run(&mut pp, &tf.frame(), &t);
+                    outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                }
+                assert_eq!(outs[0], outs[1], "{format:?} {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn steady_state_does_not_reallocate() {
+        let mut rng = Rng(55);
+        let tf = make_frame(
+            PixelFormat::Nv12,
+            640,
+            360,
+            0,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let frame = tf.frame();
+        let mut pp = Preprocessor::new(PreprocessConfig::new(112, 112)).unwrap();
+        let mut out = vec![0.0f32; 112 * 112 * 3];
+        // Warm-up with the largest footprint (45°, the biggest scale used below).
+        pp.process_affine(
+            &frame,
+            &rot_scale(45.0, 1.8, 112, 112, [320.0, 180.0]),
+            &mut out,
+        )
+        .unwrap();
+        let fp = pp.fingerprint();
+        for i in 0..50 {
+            let deg = rng.unit() * 360.0 - 180.0;
+            let s = 0.4 + rng.unit() * 1.4;
+            let c = [rng.unit() * 640.0, rng.unit() * 360.0];
+            pp.process_affine(&frame, &rot_scale(deg, s, 112, 112, c), &mut out)
+                .unwrap();
+            assert_eq!(pp.fingerprint(), fp, "call {i}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_transforms_and_buffers() {
+        let data = vec![7u8; 30 * 20 * 3];
+        let frame = Frame::packed(PixelFormat::Rgb, 30, 20, &data, 90);
+        let mut pp = Preprocessor::new(none_config(8, 8)).unwrap();
+        let mut out = vec![0.0f32; 8 * 8 * 3];
+        let id = AffineTransform::identity();
+        for t in [
+            AffineTransform { a: 0.0, ..id },
+            AffineTransform {
+                a: 1.0,
+                b: 2.0,
+                d: 2.0,
+                e: 4.0,
+                ..id
+            },
+            AffineTransform { c: f64::NAN, ..id },
+            AffineTransform {
+                e: f64::INFINITY,
+                ..id
+            },
+            AffineTransform { a: 1e6, ..id },
+            AffineTransform { c: 1e9, ..id },
+        ] {
+            assert!(
+                matches!(
+                    pp.process_affine(&frame, &t, &mut out),
+                    Err(PreprocessError::InvalidTransform { .. })
+                ),
+                "{t:?}"
+            );
+        }
+        assert!(matches!(
+            pp.process_affine(&frame, &id, &mut out[1..]),
+            Err(PreprocessError::BufferLength { .. })
+        ));
+        let bad = Frame::packed(PixelFormat::Rgb, 30, 20, &data[..100], 90);
+        assert!(pp.process_affine(&bad, &id, &mut out).is_err());
+        // Uniform frame stays uniform (weights normalized) while inside the frame.
+        pp.process_affine(&frame, &rot_scale(33.0, 1.5, 8, 8, [15.0, 10.0]), &mut out)
+            .unwrap();
+        assert!(out.iter().all(|&v| (v - 7.0).abs() < 1e-4), "{out:?}");
     }
 }

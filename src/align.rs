@@ -1,0 +1,248 @@
+//! Preparing a detected face for a recognition model's own training convention: the
+//! geometric transform from the model's input pixels to the source frame.
+//!
+//! * [`Alignment::DlibChip`]: a similarity transform (rotation, uniform scale,
+//!   translation) from the five landmarks onto dlib's face chip, the 150x150 crop dlib's
+//!   ResNet (and face-api's port of it) was trained on: `get_face_chip_details(shape, 150,
+//!   0.25)`. The five template points are dlib's mean face shape (eye centres = the mean
+//!   of iBUG points 36-41 and 42-47, nose tip 30, mouth corners 48 and 54) placed with
+//!   dlib's 0.25 padding: `chip = (0.25 + mean) / 1.5 * size`.
+//! * [`Alignment::ArcFace`]: the same onto InsightFace's 112x112 five-point template
+//!   (ArcFace and most 112x112 512-d models).
+//! * [`Alignment::Margin`]: FaceNet's original crop (Schroff et al.; Sandberg's
+//!   `align_dataset_mtcnn.py`): the detection box grown by `margin` pixels in total (half
+//!   on each side), clipped to the frame, resized to the input. No landmarks needed.
+//!
+//! Templates are defined for their native size and scaled to the model's input size.
+//! Landmark order everywhere: left eye, right eye, nose tip, left mouth corner, right
+//! mouth corner, "left" meaning the image's left (the subject's right eye).
+
+use crate::preprocess::{AffineTransform, SourceRect};
+
+/// Five landmarks in frame pixels, in the documented order.
+pub type FivePoints = [[f64; 2]; 5];
+
+/// dlib's mean face shape (normalized 0..1 over the face; from dlib's
+/// `get_face_chip_details`) at the five points we use.
+const DLIB_MEAN_FACE: FivePoints = {
+    // Means of iBUG 36-41 and 42-47 of dlib's table, nose tip 30, mouth corners 48 and 54.
+    [
+        [
+            (0.121737 + 0.187122 + 0.265825 + 0.334606 + 0.260918 + 0.182743) / 6.0,
+            (0.216423 + 0.178758 + 0.179852 + 0.231733 + 0.245099 + 0.244077) / 6.0,
+        ],
+        [
+            (0.645647 + 0.714428 + 0.793132 + 0.858516 + 0.79751 + 0.719335) / 6.0,
+            (0.231733 + 0.179852 + 0.178758 + 0.216423 + 0.244077 + 0.245099) / 6.0,
+        ],
+        [0.490127, 0.515625],
+        [0.254149, 0.780233],
+        [0.726104, 0.780233],
+    ]
+};
+/// dlib's recognition example and face-api's model use chips of 150 px with 0.25 padding.
+const DLIB_CHIP_SIZE: f64 = 150.0;
+const DLIB_CHIP_PADDING: f64 = 0.25;
+
+/// InsightFace's five-point template for 112x112 ArcFace crops.
+const ARCFACE_112: FivePoints = [
+    [38.2946, 51.6963],
+    [73.5318, 51.5014],
+    [56.0252, 71.7366],
+    [41.5493, 92.3655],
+    [70.7299, 92.2041],
+];
+const ARCFACE_SIZE: f64 = 112.0;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Alignment {
+    DlibChip,
+    ArcFace,
+    /// Total margin in source pixels added around the box.
+    Margin(f64),
+}
+
+impl Alignment {
+    /// Parses a model's `gst-facenet.alignment` metadata value.
+    pub fn from_hint(value: &str, margin: f64) -> Option<Alignment> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "dlib" | "dlib-chip" => Some(Alignment::DlibChip),
+            "arcface" => Some(Alignment::ArcFace),
+            "margin" | "facenet" => Some(Alignment::Margin(margin)),
+            _ => None,
+        }
+    }
+
+    /// The convention a model of this input size most likely expects, when it does not
+    /// say: dlib's chip at 150, ArcFace's template at 112, FaceNet's margin crop else.
+    pub fn guess_for_input(width: usize, height: usize, margin: f64) -> Alignment {
+        match (width, height) {
+            (150, 150) => Alignment::DlibChip,
+            (112, 112) => Alignment::ArcFace,
+            _ => Alignment::Margin(margin),
+        }
+    }
+
+    /// The template for an output of `width` x `height`, `None` for the margin crop.
+    pub fn template(&self, width: usize, height: usize) -> Option<FivePoints> {
+        let (base, native) = match self {
+            Alignment::DlibChip => (dlib_chip_native(), DLIB_CHIP_SIZE),
+            Alignment::ArcFace => (ARCFACE_112, ARCFACE_SIZE),
+            Alignment::Margin(_) => return None,
+        };
+        let (sx, sy) = (width as f64 / native, height as f64 / native);
+        Some(base.map(|[x, y]| [x * sx, y * sy]))
+    }
+}
+
+fn dlib_chip_native() -> FivePoints {
+    DLIB_MEAN_FACE.map(|[x, y]| {
+        [
+            (DLIB_CHIP_PADDING + x) / (1.0 + 2.0 * DLIB_CHIP_PADDING) * DLIB_CHIP_SIZE,
+            (DLIB_CHIP_PADDING + y) / (1.0 + 2.0 * DLIB_CHIP_PADDING) * DLIB_CHIP_SIZE,
+        ]
+    })
+}
+
+/// A face as a detector reports it: box in frame pixels and, when known, landmarks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FaceRegion {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub landmarks: Option<FivePoints>,
+}
+
+/// The transform from model-input pixels to frame pixels that prepares `face` for a model
+/// of `out_w` x `out_h` under `alignment`. Landmark alignments fall back to the margin
+/// crop (with `fallback_margin`) for faces without landmarks. `None` for a degenerate
+/// face (empty box, coincident landmarks).
+pub fn face_transform(
+    alignment: Alignment,
+    face: &FaceRegion,
+    frame_w: usize,
+    frame_h: usize,
+    out_w: usize,
+    out_h: usize,
+    fallback_margin: f64,
+) -> Option<AffineTransform> {
+    if let (Some(template), Some(points)) = (alignment.template(out_w, out_h), face.landmarks) {
+        return AffineTransform::similarity_from_points(&template, &points);
+    }
+    let margin = match alignment {
+        Alignment::Margin(m) => m,
+        _ => fallback_margin,
+    };
+    let rect = margin_rect(face, margin, frame_w, frame_h)?;
+    Some(AffineTransform::from_rect(rect, out_w, out_h))
+}
+
+/// FaceNet's crop: the box grown by `margin / 2` on each side, clipped to the frame.
+pub fn margin_rect(
+    face: &FaceRegion,
+    margin: f64,
+    frame_w: usize,
+    frame_h: usize,
+) -> Option<SourceRect> {
+    let x0 = (face.x - margin / 2.0).max(0.0);
+    let y0 = (face.y - margin / 2.0).max(0.0);
+    let x1 = (face.x + face.width + margin / 2.0).min(frame_w as f64);
+    let y1 = (face.y + face.height + margin / 2.0).min(frame_h as f64);
+    (x1 > x0 && y1 > y0).then(|| SourceRect::new(x0, y0, x1 - x0, y1 - y0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dlib_template_is_a_plausible_chip() {
+        let t = Alignment::DlibChip.template(150, 150).unwrap();
+        // Eyes level and symmetric about the centre; mouth below the nose below the eyes.
+        assert!((t[0][1] - t[1][1]).abs() < 1.0);
+        assert!(((t[0][0] + t[1][0]) / 2.0 - 75.0).abs() < 1.5);
+        assert!(t[2][1] > t[0][1] && t[3][1] > t[2][1]);
+        // dlib's eye distance in a 150 chip is about 51 px (0.5 of the face / 1.5 * 150).
+        let eye_distance = t[1][0] - t[0][0];
+        assert!((eye_distance - 51.5).abs() < 2.0, "{eye_distance}");
+        // Scaled templates scale.
+        let t300 = Alignment::DlibChip.template(300, 300).unwrap();
+        assert!((t300[2][0] - 2.0 * t[2][0]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn landmarks_on_the_template_give_the_identity_scaled() {
+        let template = Alignment::ArcFace.template(112, 112).unwrap();
+        // A face whose landmarks are the template doubled and shifted maps back onto it.
+        let face = FaceRegion {
+            x: 0.0,
+            y: 0.0,
+            width: 224.0,
+            height: 224.0,
+            landmarks: Some(template.map(|[x, y]| [2.0 * x + 10.0, 2.0 * y + 20.0])),
+        };
+        let t = face_transform(Alignment::ArcFace, &face, 640, 480, 112, 112, 32.0).unwrap();
+        for [x, y] in template {
+            let [sx, sy] = t.apply([x, y]);
+            assert!((sx - (2.0 * x + 10.0)).abs() < 1e-9 && (sy - (2.0 * y + 20.0)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn margin_crop_and_fallback() {
+        let face = FaceRegion {
+            x: 100.0,
+            y: 50.0,
+            width: 80.0,
+            height: 100.0,
+            landmarks: None,
+        };
+        let r = margin_rect(&face, 32.0, 640, 480).unwrap();
+        assert_eq!((r.x, r.y, r.width, r.height), (84.0, 34.0, 112.0, 132.0));
+        // Clipped at the frame's edges.
+        let edge = FaceRegion {
+            x: 5.0,
+            y: 5.0,
+            width: 50.0,
+            height: 50.0,
+            landmarks: None,
+        };
+        let r = margin_rect(&edge, 32.0, 640, 480).unwrap();
+        assert_eq!((r.x, r.y), (0.0, 0.0));
+        // A landmark alignment without landmarks uses the margin crop.
+        let t = face_transform(Alignment::DlibChip, &face, 640, 480, 150, 150, 32.0).unwrap();
+        let [x, y] = t.apply([0.0, 0.0]);
+        assert!((x - 84.0).abs() < 1e-9 && (y - 34.0).abs() < 1e-9);
+        assert!(margin_rect(&FaceRegion { x: 700.0, ..face }, 0.0, 640, 480).is_none());
+    }
+
+    #[test]
+    fn hints_and_guesses() {
+        assert_eq!(
+            Alignment::from_hint("dlib-chip", 32.0),
+            Some(Alignment::DlibChip)
+        );
+        assert_eq!(
+            Alignment::from_hint("ArcFace", 32.0),
+            Some(Alignment::ArcFace)
+        );
+        assert_eq!(
+            Alignment::from_hint("margin", 10.0),
+            Some(Alignment::Margin(10.0))
+        );
+        assert_eq!(Alignment::from_hint("other", 10.0), None);
+        assert_eq!(
+            Alignment::guess_for_input(150, 150, 32.0),
+            Alignment::DlibChip
+        );
+        assert_eq!(
+            Alignment::guess_for_input(112, 112, 32.0),
+            Alignment::ArcFace
+        );
+        assert_eq!(
+            Alignment::guess_for_input(160, 160, 32.0),
+            Alignment::Margin(32.0)
+        );
+    }
+}

@@ -1,0 +1,20 @@
+// The `facedetect` element: GObject/GStreamer glue in imp.rs; detection post-processing
+// in crate::detection, inference in crate::backend.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct FaceDetect(ObjectSubclass<imp::FaceDetect>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "facedetect",
+        gst::Rank::NONE,
+        FaceDetect::static_type(),
+    )
+}
