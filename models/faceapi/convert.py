@@ -217,6 +217,8 @@ def build_model(weights: dict[str, np.ndarray], version: str) -> onnx.ModelProto
         "gst-facenet.std": "255,255,255",
         "gst-facenet.channel-order": "rgb",
         "gst-facenet.aspect": "pad",
+        # Region mode: dlib's recognition net was trained on 150x150 chips aligned from landmarks.
+        "gst-facenet.alignment": "dlib-chip",
         "gst-facenet.model-name": "faceapi-dlib-resnet-128",
         "gst-facenet.source": f"npm @vladmandic/face-api@{version} (MIT)",
         "gst-facenet.distance-threshold": "0.6",

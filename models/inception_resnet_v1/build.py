@@ -483,6 +483,8 @@ def build_model(weights, dim, *, l2norm=True, fold=True, normalization="prewhite
         meta["gst-facenet.std"] = ",".join([f"{FIXED_STD:g}"] * 3)
     meta["gst-facenet.channel-order"] = "rgb"
     meta["gst-facenet.aspect"] = "stretch"
+    # Region mode: FaceNet crops the detection box with a margin (Schroff et al., Sandberg).
+    meta["gst-facenet.alignment"] = "margin"
     meta["gst-facenet.embedding-dim"] = str(dim)
     meta["gst-facenet.l2-normalized"] = "true" if l2norm else "false"
     onnx.helper.set_model_props(model, dict(meta))

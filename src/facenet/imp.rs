@@ -2,6 +2,7 @@
 // crate::preprocess, inference in crate::backend; this file maps properties to their
 // configuration and their errors to GStreamer errors.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
@@ -343,6 +344,8 @@ struct RoiFace {
 pub struct FaceNet {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// Model runs since the element started (a batch of faces is one run).
+    model_runs: AtomicU64,
 }
 
 impl FaceNet {
@@ -485,6 +488,11 @@ impl ObjectImpl for FaceNet {
                     .default_value(DEFAULT_MARGIN)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("model-runs")
+                    .nick("Model runs")
+                    .blurb("Model runs since the element started (in roi-list mode, all faces of a frame are one batched run when the model allows)")
+                    .read_only()
+                    .build(),
             ];
             props.extend(EpSettings::param_specs());
             props
@@ -580,6 +588,7 @@ impl ObjectImpl for FaceNet {
             "output-name" => settings.output_name.to_value(),
             "l2-normalize" => settings.l2_normalize.to_value(),
             "post-messages" => settings.post_messages.to_value(),
+            "model-runs" => self.model_runs.load(Ordering::Relaxed).to_value(),
             "inference-region" => settings.inference_region.to_value(),
             "object-class" => settings.object_class.to_value(),
             "alignment" => settings.alignment.to_value(),
@@ -621,6 +630,7 @@ impl BaseTransformImpl for FaceNet {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.model_runs.store(0, Ordering::Relaxed);
         let settings = self.settings().clone();
         if let Some(e) = &settings.numbers_error {
             return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
@@ -780,6 +790,7 @@ impl BaseTransformImpl for FaceNet {
         };
         let dim = state.model.spec().embedding_dim;
         state.output.resize(dim, 0.0);
+        self.model_runs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = state.model.run(&state.tensor, 1, h, w, &mut state.output) {
             gst::error!(CAT, imp = self, "{}", e);
             self.post_error_message(inference::error_message(&e));
@@ -900,9 +911,11 @@ impl FaceNet {
         }
 
         let run = if state.model.supports_batches() {
+            self.model_runs.fetch_add(1, Ordering::Relaxed);
             state.model.run(&state.tensor, n, h, w, &mut state.output)
         } else {
             (0..n).try_for_each(|i| {
+                self.model_runs.fetch_add(1, Ordering::Relaxed);
                 state.model.run(
                     &state.tensor[i * per_face..(i + 1) * per_face],
                     1,

@@ -198,6 +198,8 @@ struct Kernel {
     half: [f64; 2],
     /// Sampling domain, half-open: x `dom[0]..dom[1]`, y `dom[2]..dom[3]`.
     dom: [i64; 4],
+    /// Candidate tap window (x, y) of the footprint branch.
+    win: [usize; 2],
 }
 
 impl Kernel {
@@ -250,6 +252,7 @@ impl Kernel {
                 inv: [0.0; 4],
                 half: [1.0, 1.0],
                 dom,
+                win: [2, 2],
             });
         }
         let (kx, ky) = (lx.max(1.0) / lx, ly.max(1.0) / ly);
@@ -259,18 +262,25 @@ impl Kernel {
         if !(det_n != 0.0 && inv.iter().all(|v| v.is_finite())) {
             return Err(err("the transform is singular"));
         }
+        let half = [n[0].abs() + n[1].abs(), n[2].abs() + n[3].abs()];
+        // ceil(2·half) + 1 pixel centres fit strictly inside a span of 2·half; +1 slack.
+        let win = half.map(|h| (2.0 * h).ceil() as usize + 2);
         Ok(Kernel {
             t: *t,
             bilinear: false,
             inv,
-            half: [n[0].abs() + n[1].abs(), n[2].abs() + n[3].abs()],
+            half,
             dom,
+            win,
         })
     }
 }
 
-/// The converted source box `x0..x0 + w`, `y0..y0 + h` (planar R, G, B, zeros outside the
-/// frame).
+/// Zero floats after each row of the converted box.
+const ROW_PAD: usize = 8;
+
+/// The converted source box `x0..x0 + w`, `y0..y0 + h` (planar R, G, B, rows `stride =
+/// w + ROW_PAD` apart, zeros outside the frame and in the padding).
 #[derive(Clone, Copy)]
 struct SrcBox<'p> {
     planes: &'p [f32],
@@ -278,6 +288,7 @@ struct SrcBox<'p> {
     y0: i64,
     w: usize,
     h: usize,
+    stride: usize,
 }
 
 #[inline(always)]
@@ -295,7 +306,7 @@ fn sample_bilinear(sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
     let (ix, iy) = (ix as i64 - sb.x0, iy as i64 - sb.y0);
     let wx = [1.0 - tx, tx];
     let wy = [1.0 - ty, ty];
-    let plane = sb.w * sb.h;
+    let plane = sb.stride * sb.h;
     let (mut acc, mut sum) = ([0.0f32; 3], 0.0f32);
     for (ky, &wyk) in wy.iter().enumerate() {
         let y = iy + ky as i64;
@@ -308,7 +319,7 @@ fn sample_bilinear(sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
                 continue;
             }
             let w = wyk * wxk;
-            let i = y as usize * sb.w + x as usize;
+            let i = y as usize * sb.stride + x as usize;
             sum += w;
             acc[0] += w * sb.planes[i];
             acc[1] += w * sb.planes[plane + i];
@@ -322,64 +333,65 @@ fn sample_bilinear(sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
     }
 }
 
+/// Lane mask source: `MASK[8 − n..][..8]` has `n` leading ones.
+const MASK: [f32; 16] = [
+    1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+];
+const LANES: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+
 /// One output pixel, footprint branch: `Σ w·p / Σ w` with `w = tent(P)·tent(Q)`,
 /// `(P, Q) = N⁻¹·(pixel centre − c)`, over the taps of the box (= the sampling domain).
+///
+/// Candidate taps: the `win[0] x win[1]` window of pixels whose centres can lie in the
+/// footprint's bounding box (taps outside the footprint get weight 0), clipped to the box.
+/// Each row is done in blocks of 8 lanes (rows of the box are padded by 8 zeros so that a
+/// block never reads past the plane); per-lane partial sums are reduced in a fixed order.
 #[inline(always)]
 fn sample_footprint(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
     let [i00, i01, i10, i11] = k.inv;
-    let plane = sb.w * sb.h;
-    let (bx0, bx1) = (sb.x0, sb.x0 + sb.w as i64);
-    let (by0, by1) = (sb.y0, sb.y0 + sb.h as i64);
-    let ylo = ((cy - k.half[1] - 0.5).floor() as i64).max(by0);
-    let yhi = ((cy + k.half[1] - 0.5).ceil() as i64).min(by1 - 1);
-    let (p_step, q_step) = (i00 as f32, i10 as f32);
-    let (mut acc, mut sum) = ([0.0f32; 3], 0.0f32);
-    for iy in ylo..=yhi {
-        let dy = iy as f64 + 0.5 - cy;
-        let (pb, qb) = (i01 * dy, i11 * dy);
-        // dx range where |P| < 1 and |Q| < 1 (P = i00·dx + pb, Q = i10·dx + qb).
-        let (mut lo, mut hi) = (-k.half[0], k.half[0]);
-        for (coef, base) in [(i00, pb), (i10, qb)] {
-            if coef != 0.0 {
-                let (u, v) = ((-1.0 - base) / coef, (1.0 - base) / coef);
-                lo = lo.max(u.min(v));
-                hi = hi.min(u.max(v));
-            } else if base.abs() >= 1.0 {
-                hi = lo - 1.0;
+    let (f00, f10) = (i00 as f32, i10 as f32);
+    let plane = sb.stride * sb.h;
+    let ix0 = (cx - k.half[0] - 0.5).floor() as i64;
+    let iy0 = (cy - k.half[1] - 0.5).floor() as i64;
+    let (dx0, dy0) = (ix0 as f64 + 0.5 - cx, iy0 as f64 + 0.5 - cy);
+    let (p0, q0) = (i00 * dx0 + i01 * dy0, i10 * dx0 + i11 * dy0);
+    let xs = ix0.max(sb.x0);
+    let xe = (ix0 + k.win[0] as i64).min(sb.x0 + sb.w as i64);
+    let ys = iy0.max(sb.y0);
+    let ye = (iy0 + k.win[1] as i64).min(sb.y0 + sb.h as i64);
+    let mut acc = [[0.0f32; 8]; 4];
+    if xs < xe {
+        let n = (xe - xs) as usize;
+        let jx = (xs - ix0) as f64;
+        for iy in ys..ye {
+            let jy = (iy - iy0) as f64;
+            let pr = (p0 + i00 * jx + i01 * jy) as f32;
+            let qr = (q0 + i10 * jx + i11 * jy) as f32;
+            let base = (iy - sb.y0) as usize * sb.stride + (xs - sb.x0) as usize;
+            let mut c0 = 0;
+            while c0 < n {
+                let i = base + c0;
+                let r = &sb.planes[i..i + 8];
+                let g = &sb.planes[plane + i..plane + i + 8];
+                let b = &sb.planes[2 * plane + i..2 * plane + i + 8];
+                let m = &MASK[8 - (n - c0).min(8)..][..8];
+                let cf = c0 as f32;
+                for j in 0..8 {
+                    let l = LANES[j] + cf;
+                    let w = tent32(pr + f00 * l) * tent32(qr + f10 * l) * m[j];
+                    acc[0][j] += w;
+                    acc[1][j] += w * r[j];
+                    acc[2][j] += w * g[j];
+                    acc[3][j] += w * b[j];
+                }
+                c0 += 8;
             }
         }
-        if hi < lo {
-            continue;
-        }
-        // Slightly wide integer range; the weights clamp the extra taps to 0.
-        let xlo = ((cx + lo - 0.5).floor() as i64).max(bx0);
-        let xhi = ((cx + hi - 0.5).ceil() as i64).min(bx1 - 1);
-        if xhi < xlo {
-            continue;
-        }
-        let dx0 = xlo as f64 + 0.5 - cx;
-        let (p0, q0) = ((i00 * dx0 + pb) as f32, (i10 * dx0 + qb) as f32);
-        let row = (iy - by0) as usize * sb.w + (xlo - bx0) as usize;
-        let n = (xhi - xlo + 1) as usize;
-        let r = &sb.planes[row..row + n];
-        let g = &sb.planes[plane + row..plane + row + n];
-        let b = &sb.planes[2 * plane + row..2 * plane + row + n];
-        let (mut ra, mut ga, mut ba, mut sa) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
-        for j in 0..n {
-            let jf = j as f32;
-            let w = tent32(p0 + p_step * jf) * tent32(q0 + q_step * jf);
-            sa += w;
-            ra += w * r[j];
-            ga += w * g[j];
-            ba += w * b[j];
-        }
-        sum += sa;
-        acc[0] += ra;
-        acc[1] += ga;
-        acc[2] += ba;
     }
+    let [sum, r, g, b] =
+        acc.map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])));
     if sum > 0.0 {
-        acc.map(|a| a / sum)
+        [r / sum, g / sum, b / sum]
     } else {
         [0.0; 3]
     }
@@ -476,12 +488,13 @@ impl Preprocessor {
                 };
                 // Convert the box: frame pixels where inside the frame, zeros elsewhere.
                 let (bw, bh) = ((bx1 - bx0) as usize, (by1 - by0) as usize);
-                let plane = bw * bh;
+                let stride = bw + ROW_PAD;
+                let plane = stride * bh;
                 set_len(&mut scratch.planes, 3 * plane);
                 let (fx0, fx1) = (bx0.max(0), bx1.min(fw));
                 for r in 0..bh {
                     let y = by0 + r as i64;
-                    let rows = |c: usize| c * plane + r * bw..c * plane + (r + 1) * bw;
+                    let rows = |c: usize| c * plane + r * stride..c * plane + (r + 1) * stride;
                     if y < 0 || y >= fh || fx0 >= fx1 {
                         for c in 0..3 {
                             scratch.planes[rows(c)].fill(0.0);
@@ -503,7 +516,7 @@ impl Preprocessor {
                     for c in 0..3 {
                         let dst = &mut scratch.planes[rows(c)];
                         dst[..left].fill(0.0);
-                        dst[bw - right..].fill(0.0);
+                        dst[bw - right..].fill(0.0); // and the row padding
                         let dst = &mut dst[left..left + n];
                         match layout {
                             RowLayout::Planar => {
@@ -524,6 +537,7 @@ impl Preprocessor {
                     y0: by0,
                     w: bw,
                     h: bh,
+                    stride,
                 };
                 for y in ty..ty1 {
                     let py = y as f64 + 0.5;

@@ -128,3 +128,34 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A model from `models/out`, which `make models` writes.
+pub fn model(name: &str) -> String {
+    let path = dir_from_env("GST_FACENET_MODELS_DIR", "models/out").join(name);
+    assert!(
+        path.exists(),
+        "model {} is missing: run `make models` (or `make test`)",
+        path.display()
+    );
+    path.to_string_lossy().into_owned()
+}
+
+/// One of face-api's demo photos, which `make models` fetches with its npm package.
+pub fn sample_photo(name: &str) -> PathBuf {
+    let path = dir_from_env(
+        "GST_FACENET_SAMPLES_DIR",
+        "models/faceapi/node_modules/@vladmandic/face-api/demo",
+    )
+    .join(name);
+    assert!(
+        path.exists(),
+        "sample photo {} is missing: run `make models` (or `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// A file of the repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
