@@ -126,14 +126,14 @@ test: setup fixtures models build check-models
 	$(CARGO) test --release
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
 
-test-rust: setup fixtures build
+test-rust: setup fixtures models build
 	$(CARGO) test --release
 
-test-python: setup fixtures build
+test-python: setup fixtures models build
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
 
 ## demo ------------------------------------------------------------------------------------------
-demo: setup fixtures models build
+demo: setup models build
 	$(GST_TEST_ENV) scripts/demo.sh
 
 ## install ---------------------------------------------------------------------------------------

@@ -21,6 +21,77 @@ use crate::preprocess::{AffineTransform, SourceRect};
 
 /// Five landmarks in frame pixels, in the documented order.
 pub type FivePoints = [[f64; 2]; 5];
+/// The 68 iBUG 300-W landmarks in frame pixels.
+pub type SixtyEightPoints = [[f64; 2]; 68];
+
+/// dlib's mean face shape for iBUG points 17-67 (`get_face_chip_details`), x then y.
+const DLIB_MEAN_FACE_68_X: [f64; 51] = [
+    0.000213256,
+    0.0752622,
+    0.18113,
+    0.29077,
+    0.393397,
+    0.586856,
+    0.689483,
+    0.799124,
+    0.904991,
+    0.98004,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.490127,
+    0.36688,
+    0.426036,
+    0.490127,
+    0.554217,
+    0.613373,
+    0.121737,
+    0.187122,
+    0.265825,
+    0.334606,
+    0.260918,
+    0.182743,
+    0.645647,
+    0.714428,
+    0.793132,
+    0.858516,
+    0.79751,
+    0.719335,
+    0.254149,
+    0.340985,
+    0.428858,
+    0.490127,
+    0.551395,
+    0.639268,
+    0.726104,
+    0.642159,
+    0.556721,
+    0.490127,
+    0.423532,
+    0.338094,
+    0.290379,
+    0.428096,
+    0.490127,
+    0.552157,
+    0.689874,
+    0.553364,
+    0.490127,
+    0.42689,
+];
+const DLIB_MEAN_FACE_68_Y: [f64; 51] = [
+    0.106454, 0.038915, 0.0187482, 0.0344891, 0.0773906, 0.0773906, 0.0344891, 0.0187482, 0.038915,
+    0.106454, 0.203352, 0.307009, 0.409805, 0.515625, 0.587326, 0.609345, 0.628106, 0.609345,
+    0.587326, 0.216423, 0.178758, 0.179852, 0.231733, 0.245099, 0.244077, 0.231733, 0.179852,
+    0.178758, 0.216423, 0.244077, 0.245099, 0.780233, 0.745405, 0.727388, 0.742578, 0.727388,
+    0.745405, 0.780233, 0.864805, 0.902192, 0.909281, 0.902192, 0.864805, 0.784792, 0.778746,
+    0.785343, 0.778746, 0.784792, 0.824182, 0.831803, 0.824182,
+];
+
+/// The points dlib fits its chip with: 17-67 without the eyebrows (17-26) and the lower
+/// lip (55-59, 65-67), as `get_face_chip_details` does.
+fn dlib_chip_points() -> impl Iterator<Item = usize> {
+    (27..68).filter(|i| !((55..=59).contains(i) || (65..=67).contains(i)))
+}
 
 /// dlib's mean face shape (normalized 0..1 over the face; from dlib's
 /// `get_face_chip_details`) at the five points we use.
@@ -112,6 +183,9 @@ pub struct FaceRegion {
     pub width: f64,
     pub height: f64,
     pub landmarks: Option<FivePoints>,
+    /// All 68 points when the detector gives them: dlib-chip alignment then fits them
+    /// exactly as dlib does instead of five.
+    pub landmarks68: Option<SixtyEightPoints>,
 }
 
 /// The transform from model-input pixels to frame pixels that prepares `face` for a model
@@ -127,6 +201,22 @@ pub fn face_transform(
     out_h: usize,
     fallback_margin: f64,
 ) -> Option<AffineTransform> {
+    if let (Alignment::DlibChip, Some(points)) = (alignment, &face.landmarks68) {
+        let (sx, sy) = (out_w as f64, out_h as f64);
+        let chip = |v: f64| (DLIB_CHIP_PADDING + v) / (1.0 + 2.0 * DLIB_CHIP_PADDING);
+        let (from, to): (Vec<[f64; 2]>, Vec<[f64; 2]>) = dlib_chip_points()
+            .map(|i| {
+                (
+                    [
+                        chip(DLIB_MEAN_FACE_68_X[i - 17]) * sx,
+                        chip(DLIB_MEAN_FACE_68_Y[i - 17]) * sy,
+                    ],
+                    points[i],
+                )
+            })
+            .unzip();
+        return AffineTransform::similarity_from_points(&from, &to);
+    }
     if let (Some(template), Some(points)) = (alignment.template(out_w, out_h), face.landmarks) {
         return AffineTransform::similarity_from_points(&template, &points);
     }
@@ -136,6 +226,25 @@ pub fn face_transform(
     };
     let rect = margin_rect(face, margin, frame_w, frame_h)?;
     Some(AffineTransform::from_rect(rect, out_w, out_h))
+}
+
+/// How far five landmarks are from the shape of a face: the RMS distance, in pixels of
+/// dlib's 150x150 chip, between the dlib template and the landmarks mapped into the chip
+/// by their best similarity fit. A few pixels for a good detection; tens of pixels when a
+/// landmark network collapsed the points (e.g. an eye under hair). `None` if degenerate.
+pub fn template_fit_error(points: &FivePoints) -> Option<f64> {
+    let template = Alignment::DlibChip.template(150, 150)?;
+    let to_frame = AffineTransform::similarity_from_points(&template, points)?;
+    let to_chip = to_frame.inverse()?;
+    let sum: f64 = points
+        .iter()
+        .zip(&template)
+        .map(|(p, t)| {
+            let [x, y] = to_chip.apply(*p);
+            (x - t[0]).powi(2) + (y - t[1]).powi(2)
+        })
+        .sum();
+    Some((sum / 5.0).sqrt())
 }
 
 /// FaceNet's crop: the box grown by `margin / 2` on each side, clipped to the frame.
@@ -181,6 +290,7 @@ mod tests {
             width: 224.0,
             height: 224.0,
             landmarks: Some(template.map(|[x, y]| [2.0 * x + 10.0, 2.0 * y + 20.0])),
+            landmarks68: None,
         };
         let t = face_transform(Alignment::ArcFace, &face, 640, 480, 112, 112, 32.0).unwrap();
         for [x, y] in template {
@@ -197,6 +307,7 @@ mod tests {
             width: 80.0,
             height: 100.0,
             landmarks: None,
+            landmarks68: None,
         };
         let r = margin_rect(&face, 32.0, 640, 480).unwrap();
         assert_eq!((r.x, r.y, r.width, r.height), (84.0, 34.0, 112.0, 132.0));
@@ -207,6 +318,7 @@ mod tests {
             width: 50.0,
             height: 50.0,
             landmarks: None,
+            landmarks68: None,
         };
         let r = margin_rect(&edge, 32.0, 640, 480).unwrap();
         assert_eq!((r.x, r.y), (0.0, 0.0));
@@ -215,6 +327,55 @@ mod tests {
         let [x, y] = t.apply([0.0, 0.0]);
         assert!((x - 84.0).abs() < 1e-9 && (y - 34.0).abs() < 1e-9);
         assert!(margin_rect(&FaceRegion { x: 700.0, ..face }, 0.0, 640, 480).is_none());
+    }
+
+    #[test]
+    fn fit_error_tells_good_landmarks_from_collapsed_ones() {
+        let template = Alignment::DlibChip.template(150, 150).unwrap();
+        let good = template.map(|[x, y]| [3.0 * x + 100.0, 3.0 * y + 50.0]);
+        assert!(template_fit_error(&good).unwrap() < 1e-9);
+        // All five points bunched around one eye.
+        let collapsed = [
+            [300.0, 200.0],
+            [330.0, 205.0],
+            [320.0, 210.0],
+            [305.0, 215.0],
+            [325.0, 214.0],
+        ];
+        let e = template_fit_error(&collapsed).unwrap();
+        assert!(e > 15.0, "{e}");
+    }
+
+    #[test]
+    fn dlib_68_point_fit_reproduces_the_mean_face() {
+        // Landmarks on dlib's mean face, scaled by 2 and shifted: the chip transform maps
+        // the chip back onto them exactly (what dlib's get_face_chip_details computes).
+        let mut points = [[0.0; 2]; 68];
+        for i in 17..68 {
+            points[i] = [
+                2.0 * (0.25 + DLIB_MEAN_FACE_68_X[i - 17]) / 1.5 * 150.0 + 30.0,
+                2.0 * (0.25 + DLIB_MEAN_FACE_68_Y[i - 17]) / 1.5 * 150.0 + 40.0,
+            ];
+        }
+        let face = FaceRegion {
+            x: 0.0,
+            y: 0.0,
+            width: 300.0,
+            height: 300.0,
+            landmarks: None,
+            landmarks68: Some(points),
+        };
+        let t = face_transform(Alignment::DlibChip, &face, 640, 480, 150, 150, 32.0).unwrap();
+        let [x, y] = t.apply([0.0, 0.0]);
+        assert!(
+            (x - 30.0).abs() < 1e-6 && (y - 40.0).abs() < 1e-6,
+            "{x} {y}"
+        );
+        let [x, y] = t.apply([150.0, 150.0]);
+        assert!(
+            (x - 330.0).abs() < 1e-6 && (y - 340.0).abs() < 1e-6,
+            "{x} {y}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! zero-padded at the bottom/right to a square of side `S = max(W, H)` and scaled to its
 //! input; its boxes are `(ymin, xmin, ymax, xmax)` relative to that square.
 
-use crate::align::FivePoints;
+use crate::align::{FivePoints, SixtyEightPoints};
 use crate::preprocess::SourceRect;
 
 /// A detected face in frame pixels.
@@ -18,6 +18,8 @@ pub struct Detection {
     pub height: f64,
     pub confidence: f32,
     pub landmarks: Option<FivePoints>,
+    /// All 68 iBUG points, when a 68-point landmark model ran.
+    pub landmarks68: Option<SixtyEightPoints>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,6 +115,7 @@ pub fn ssd_detections(
             height: h,
             confidence: scores[i],
             landmarks: None,
+            landmarks68: None,
         });
     }
 }
@@ -151,6 +154,60 @@ pub fn five_points_from_68(raw: &[f32], region: &SourceRect) -> Option<FivePoint
         [sx / n, sy / n]
     };
     Some([mean(36..42), mean(42..48), point(30), point(48), point(54)])
+}
+
+/// Where each iBUG-68 point goes when the face is mirrored left to right (jaw, brows,
+/// eyes and mouth swap sides; the nose bridge stays).
+const IBUG68_MIRROR: [usize; 68] = [
+    16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, // jaw
+    26, 25, 24, 23, 22, 21, 20, 19, 18, 17, // eyebrows
+    27, 28, 29, 30, 35, 34, 33, 32, 31, // nose
+    45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, // eyes
+    54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, // outer lips
+    64, 63, 62, 61, 60, 67, 66, 65, // inner lips
+];
+
+/// The 68 points in frame pixels from a landmark network's output (x, y pairs relative
+/// to `region`); `mirrored` when the network was shown the region mirrored left to right.
+pub fn points68(raw: &[f32], region: &SourceRect, mirrored: bool) -> Option<SixtyEightPoints> {
+    if raw.len() < 136 || raw.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let mut out = [[0.0f64; 2]; 68];
+    for i in 0..68 {
+        let (u, v) = (f64::from(raw[2 * i]), f64::from(raw[2 * i + 1]));
+        let (target, u) = if mirrored {
+            (IBUG68_MIRROR[i], 1.0 - u)
+        } else {
+            (i, u)
+        };
+        out[target] = [region.x + u * region.width, region.y + v * region.height];
+    }
+    Some(out)
+}
+
+/// The five alignment points of 68: eye centres (36-41, 42-47), nose tip (30), mouth
+/// corners (48, 54).
+pub fn five_of_68(p: &SixtyEightPoints) -> FivePoints {
+    let mean = |range: std::ops::Range<usize>| {
+        let n = range.len() as f64;
+        let (sx, sy) = range.fold((0.0, 0.0), |(sx, sy), i| (sx + p[i][0], sy + p[i][1]));
+        [sx / n, sy / n]
+    };
+    [mean(36..42), mean(42..48), p[30], p[48], p[54]]
+}
+
+/// As [`five_points_from_68`] for a landmark network that was shown the region mirrored
+/// left to right: x is mirrored back, and the left/right points swap roles.
+pub fn five_points_from_68_mirrored(raw: &[f32], region: &SourceRect) -> Option<FivePoints> {
+    let mirrored = SourceRect::new(
+        region.x + region.width,
+        region.y,
+        -region.width,
+        region.height,
+    );
+    let p = five_points_from_68(raw, &mirrored)?;
+    Some([p[1], p[0], p[2], p[4], p[3]])
 }
 
 #[cfg(test)]
@@ -254,6 +311,23 @@ mod tests {
         assert!(close(p[2], [125.0, 230.0]));
         assert!(close(p[3], [117.5, 240.0]));
         assert!(close(p[4], [132.5, 240.0]));
+        // The same face seen mirrored gives the same points.
+        let mut mirrored = raw.clone();
+        for i in 0..68 {
+            mirrored[2 * i] = 1.0 - raw[2 * i];
+        }
+        let swap = |m: &mut Vec<f32>, a: std::ops::Range<usize>, b: std::ops::Range<usize>| {
+            for (i, j) in a.zip(b) {
+                m.swap(2 * i, 2 * j);
+                m.swap(2 * i + 1, 2 * j + 1);
+            }
+        };
+        swap(&mut mirrored, 36..42, 42..48);
+        swap(&mut mirrored, 48..49, 54..55);
+        let q = five_points_from_68_mirrored(&mirrored, &region).unwrap();
+        for k in 0..5 {
+            assert!(close(p[k], q[k]), "{k}: {:?} vs {:?}", p[k], q[k]);
+        }
         raw[0] = f32::NAN;
         assert!(five_points_from_68(&raw, &region).is_none());
     }
@@ -267,6 +341,7 @@ mod tests {
             height: 60.0,
             confidence: 1.0,
             landmarks: None,
+            landmarks68: None,
         };
         let r = landmark_region(&d);
         assert_eq!((r.x, r.y, r.width, r.height), (0.0, 20.0, 60.0, 60.0));

@@ -68,10 +68,9 @@ impl fmt::Display for DrawError {
                 f,
                 "plane {plane}: stride {stride} is below the {needed} bytes of a row"
             ),
-            DrawError::PlaneTooSmall { plane, len, needed } => write!(
-                f,
-                "plane {plane}: {len} bytes, the frame needs {needed}"
-            ),
+            DrawError::PlaneTooSmall { plane, len, needed } => {
+                write!(f, "plane {plane}: {len} bytes, the frame needs {needed}")
+            }
             DrawError::TooLarge => write!(f, "frame size overflows"),
         }
     }
@@ -83,8 +82,15 @@ impl std::error::Error for DrawError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ink {
     /// One packed pixel (`len` of the 4 bytes used).
-    Packed { bytes: [u8; 4], len: usize },
-    Yuv { y: u8, u: u8, v: u8 },
+    Packed {
+        bytes: [u8; 4],
+        len: usize,
+    },
+    Yuv {
+        y: u8,
+        u: u8,
+        v: u8,
+    },
     Gray(u8),
 }
 
@@ -301,7 +307,12 @@ impl<'a> Canvas<'a> {
                     }
                 }
             }
-            Ink::Gray(value) => fill_plane(&mut *self.planes[0], self.strides[0], (x0, y0, x1, y1), value),
+            Ink::Gray(value) => fill_plane(
+                &mut *self.planes[0],
+                self.strides[0],
+                (x0, y0, x1, y1),
+                value,
+            ),
             Ink::Yuv { y, u, v } => {
                 fill_plane(&mut *self.planes[0], self.strides[0], (x0, y0, x1, y1), y);
                 // Every 2x2 chroma block the rectangle touches.
@@ -336,10 +347,12 @@ impl<'a> Canvas<'a> {
             self.fill_rect(x, y, w, h, color);
             return;
         }
+        let (right, bottom) = (x.saturating_add(w - t), y.saturating_add(h - t));
+        let inner_top = y.saturating_add(t);
         self.fill_rect(x, y, w, t, color);
-        self.fill_rect(x, y + h - t, w, t, color);
-        self.fill_rect(x, y + t, t, h - 2 * t, color);
-        self.fill_rect(x + w - t, y + t, t, h - 2 * t, color);
+        self.fill_rect(x, bottom, w, t, color);
+        self.fill_rect(x, inner_top, t, h - 2 * t, color);
+        self.fill_rect(right, inner_top, t, h - 2 * t, color);
     }
 
     /// A filled disk of `radius` pixels centred on `(cx, cy)`: the pixels whose centres
@@ -359,7 +372,7 @@ impl<'a> Canvas<'a> {
         for py in first..=last {
             let dy = py as f64 + 0.5 - cy;
             let span = radius * radius - dy * dy;
-            if span < 0.0 {
+            if span.is_nan() || span < 0.0 {
                 continue;
             }
             let half = span.sqrt();
@@ -402,8 +415,7 @@ impl<'a> Canvas<'a> {
                         col += 1;
                     }
                     let run = (col - start) as i64;
-                    if let Some(rect) =
-                        self.clip(gx + start as i64 * scale, py, run * scale, scale)
+                    if let Some(rect) = self.clip(gx + start as i64 * scale, py, run * scale, scale)
                     {
                         self.fill_clipped(rect, ink);
                     }
@@ -460,10 +472,10 @@ mod tests {
         fn new(format: PixelFormat, width: usize, height: usize) -> Self {
             let mut planes = Vec::new();
             let mut strides = [0; 3];
-            for p in 0..format.n_planes() {
+            for (p, slot) in strides.iter_mut().enumerate().take(format.n_planes()) {
                 let (row_bytes, rows) = format.plane_size(p, width, height).unwrap();
                 let stride = row_bytes + 5;
-                strides[p] = stride;
+                *slot = stride;
                 let mut data = vec![PAD; stride * rows];
                 for r in 0..rows {
                     data[r * stride..r * stride + row_bytes].fill(BG);
@@ -777,7 +789,12 @@ mod tests {
     fn every_printable_glyph_but_space_has_pixels() {
         for c in 32u8..=126 {
             let g = font::glyph(c as char);
-            assert_eq!(g.iter().any(|&b| b != 0), c != b' ', "glyph {:?}", c as char);
+            assert_eq!(
+                g.iter().any(|&b| b != 0),
+                c != b' ',
+                "glyph {:?}",
+                c as char
+            );
         }
         assert_eq!(font::glyph('é'), font::glyph('?'));
     }
@@ -820,14 +837,14 @@ mod tests {
 
     #[test]
     fn label_draws_background_and_text() {
-        let mut f = TestFrame::new(PixelFormat::Rgb, 80, 30);
+        let mut f = TestFrame::new(PixelFormat::Rgb, 160, 30);
         let black = Rgb::new(0, 0, 0);
         f.canvas().label(2, 3, "face 0.99", 2, GREEN, black);
         let (w, h) = label_size("face 0.99", 2);
         assert_eq!((w, h), (9 * 16 + 4, 20));
         let (mut fg, mut bg) = (0, 0);
         for y in 0..30 {
-            for x in 0..80 {
+            for x in 0..160 {
                 let inside = (2..2 + w).contains(&x) && (3..3 + h).contains(&y);
                 match f.packed(x, y) {
                     [0, 0, 0] => bg += 1,

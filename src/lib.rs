@@ -10,11 +10,15 @@ use gst::glib;
 pub mod align;
 pub mod backend;
 pub mod detection;
+pub mod draw;
+pub mod gallery;
 pub mod meta;
 pub mod preprocess;
 
 mod facedetect;
+mod faceidentify;
 mod facenet;
+mod faceoverlay;
 mod inference;
 
 pub use meta::EmbeddingMeta;
@@ -24,6 +28,8 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facenet::register_onnxruntime_log();
     facenet::register(plugin)?;
     facedetect::register(plugin)?;
+    faceidentify::register(plugin)?;
+    faceoverlay::register(plugin)?;
     Ok(())
 }
 

@@ -174,12 +174,14 @@ mod tests {
 /// |--------------|-------------------------------|----------------------------------------------|
 /// | `confidence` | `G_TYPE_DOUBLE`               | detector score, 0..1                         |
 /// | `landmarks`  | GstValueArray of `G_TYPE_FLOAT` | 10 values: x, y (frame pixels) of the left eye centre, right eye centre, nose tip, left mouth corner, right mouth corner ("left" = image left); absent without a landmark model |
+/// | `landmarks-68` | GstValueArray of `G_TYPE_FLOAT` | 136 values: x, y of the 68 iBUG 300-W points (frame pixels); absent without a 68-point landmark model |
 /// | `fresh`      | `G_TYPE_BOOLEAN`              | detected on this buffer, or carried from the last detection (`inference-interval`) |
 /// | `detector`   | `G_TYPE_STRING`               | the detector model's name                    |
 pub mod face_detection {
     pub const NAME: &str = "face-detection";
     pub const CONFIDENCE: &str = "confidence";
     pub const LANDMARKS: &str = "landmarks";
+    pub const LANDMARKS_68: &str = "landmarks-68";
     pub const FRESH: &str = "fresh";
     pub const DETECTOR: &str = "detector";
     /// The ROI type `facedetect` gives faces.
@@ -195,6 +197,8 @@ pub const ROI_EMBEDDING_PARAM: &str = "facenet-embedding";
 pub struct FaceDetectionParam {
     pub confidence: f64,
     pub landmarks: Option<[[f32; 2]; 5]>,
+    /// The 68 iBUG points, x then y interleaved (136 values).
+    pub landmarks68: Option<Vec<f32>>,
     pub fresh: bool,
     pub detector: String,
 }
@@ -206,6 +210,12 @@ impl FaceDetectionParam {
             .field(face_detection::FRESH, self.fresh)
             .field(face_detection::DETECTOR, self.detector.as_str())
             .build();
+        if let Some(points) = &self.landmarks68 {
+            s.set(
+                face_detection::LANDMARKS_68,
+                gst::Array::new(points.iter().map(|v| v.to_send_value())),
+            );
+        }
         if let Some(points) = &self.landmarks {
             s.set(
                 face_detection::LANDMARKS,
@@ -236,7 +246,22 @@ impl FaceDetectionParam {
             }
             Err(e) => return Err(format!("field '{}': {e}", face_detection::LANDMARKS)),
         };
+        let landmarks68 = match s.get_optional::<gst::Array>(face_detection::LANDMARKS_68) {
+            Ok(None) => None,
+            Ok(Some(a)) => {
+                let v: Vec<f32> = a
+                    .iter()
+                    .map(|v| v.get::<f32>().map_err(|e| format!("landmark value: {e}")))
+                    .collect::<Result<_, _>>()?;
+                if v.len() != 136 {
+                    return Err(format!("{} landmarks-68 values, expected 136", v.len()));
+                }
+                Some(v)
+            }
+            Err(e) => return Err(format!("field '{}': {e}", face_detection::LANDMARKS_68)),
+        };
         Ok(FaceDetectionParam {
+            landmarks68,
             confidence: s
                 .get::<f64>(face_detection::CONFIDENCE)
                 .map_err(|e| format!("field '{}': {e}", face_detection::CONFIDENCE))?,
@@ -253,4 +278,18 @@ impl FaceDetectionParam {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// The param structure `faceidentify` adds to each face ROI it names:
+///
+/// | field      | type             | meaning                                              |
+/// |------------|------------------|------------------------------------------------------|
+/// | `label`    | `G_TYPE_STRING`  | the nearest gallery person, or `unknown`             |
+/// | `distance` | `G_TYPE_DOUBLE`  | distance to that person's nearest embedding          |
+/// | `known`    | `G_TYPE_BOOLEAN` | whether the distance is within the threshold         |
+pub mod identity {
+    pub const NAME: &str = "faceidentify";
+    pub const LABEL: &str = "label";
+    pub const DISTANCE: &str = "distance";
+    pub const KNOWN: &str = "known";
 }

@@ -1678,6 +1678,56 @@ impl Preprocessor {
         Ok(())
     }
 
+    /// TensorFlow's legacy `resize_bilinear` (`align_corners = false`, `half_pixel_centers
+    /// = false`) of the square of side `max(width, height)` whose top-left corner is the
+    /// frame's, zero (black) where the square extends past the frame (bottom/right
+    /// padding). Output index `i` samples the source at `i * side / size` (no half-pixel
+    /// offset): `lo = floor`, `hi = min(side - 1, ceil)`, linear between them; no
+    /// anti-aliasing. This is how face-api feeds its detector (`toBatchTensor(size,
+    /// false)`), reproduced so detector scores match the network's training.
+    pub fn process_square_legacy_bilinear(
+        &mut self,
+        frame: &Frame,
+        out: &mut [f32],
+    ) -> Result<(), PreprocessError> {
+        self.check(frame, out)?;
+        let (w, h) = (self.config.width, self.config.height);
+        let side = frame.width.max(frame.height);
+        let taps = |n: usize| -> Vec<(usize, usize, f32)> {
+            (0..n)
+                .map(|i| {
+                    let src = i as f64 * side as f64 / n as f64;
+                    let lo = src.floor() as usize;
+                    let hi = (src.ceil() as usize).min(side - 1);
+                    (lo, hi, (src - lo as f64) as f32)
+                })
+                .collect()
+        };
+        let (xs, ys) = (taps(w), taps(h));
+        self.image.resize(w * h * 3, 0.0);
+        let pixel = |x: usize, y: usize| -> [f32; 3] {
+            if x < frame.width && y < frame.height {
+                frame.pixel_rgb(x, y)
+            } else {
+                [0.0; 3]
+            }
+        };
+        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
+            for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
+                let (tl, tr, bl, br) = (pixel(x0, y0), pixel(x1, y0), pixel(x0, y1), pixel(x1, y1));
+                let o = (oy * w + ox) * 3;
+                for c in 0..3 {
+                    // TF's order: top and bottom rows across x, then between them down y.
+                    let top = tl[c] + (tr[c] - tl[c]) * fx;
+                    let bottom = bl[c] + (br[c] - bl[c]) * fx;
+                    self.image[o + c] = top + (bottom - top) * fy;
+                }
+            }
+        }
+        write_tensor(&self.image, &self.config, out);
+        Ok(())
+    }
+
     fn check(&self, frame: &Frame, out: &[f32]) -> Result<(), PreprocessError> {
         frame.validate()?;
         let expected = self.config.tensor_len();

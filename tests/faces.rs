@@ -324,6 +324,7 @@ fn region_embedding_equals_full_frame_embedding_of_the_crop() {
                     FaceDetectionParam {
                         confidence: 1.0,
                         landmarks: Some(points),
+                        landmarks68: None,
                         fresh: true,
                         detector: "test".into(),
                     }

@@ -9,11 +9,14 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use crate::align;
 use crate::backend::{DetectorModel, FaceModel, ModelHints, NormalizationKind};
 use crate::detection::{self, Detection, NmsParams, NmsScratch};
 use crate::inference::{self, EpSettings, InputFormat};
 use crate::meta::{face_detection, FaceDetectionParam};
-use crate::preprocess::{Aspect, ChannelOrder, PreprocessConfig, Preprocessor, SourceRect};
+use crate::preprocess::{
+    AffineTransform, Aspect, ChannelOrder, PreprocessConfig, Preprocessor, SourceRect,
+};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -81,6 +84,8 @@ struct State {
     scratch: NmsScratch,
     faces: Vec<Detection>,
     landmarker: Option<Landmarker>,
+    /// The detector wants TensorFlow's legacy bilinear resize (`gst-facenet.resize`).
+    legacy_resize: bool,
     input: Option<InputFormat>,
     frames_since_detection: Option<u32>,
 }
@@ -285,6 +290,10 @@ impl BaseTransformImpl for FaceDetect {
         let hints = ModelHints::from_spec_hints(detector.hints())
             .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e)))?;
         let (w, h) = detector.input_size();
+        let legacy_resize = detector
+            .hints()
+            .get("resize")
+            .is_some_and(|r| r.trim() == "bilinear-legacy");
         let preprocessor =
             preprocessor_for(w, h, detector.layout(), &hints, DETECTOR_MEAN, DETECTOR_STD)
                 .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
@@ -346,6 +355,7 @@ impl BaseTransformImpl for FaceDetect {
             scratch: NmsScratch::default(),
             faces: Vec::new(),
             landmarker,
+            legacy_resize,
             input: None,
             frames_since_detection: None,
         });
@@ -417,6 +427,9 @@ impl BaseTransformImpl for FaceDetect {
                 FaceDetectionParam {
                     confidence: f64::from(face.confidence),
                     landmarks: face.landmarks.map(|p| p.map(|[x, y]| [x as f32, y as f32])),
+                    landmarks68: face
+                        .landmarks68
+                        .map(|p| p.iter().flatten().map(|v| *v as f32).collect()),
                     fresh: due,
                     detector: state.detector_name.clone(),
                 }
@@ -443,16 +456,21 @@ impl FaceDetect {
         frame: &crate::preprocess::Frame,
         params: &NmsParams,
     ) -> Result<(), String> {
-        // The detector was trained on frames zero-padded at the bottom/right to a square.
+        // The detector was trained on frames zero-padded at the bottom/right to a square,
+        // resized the way its metadata names (face-api: TensorFlow's legacy bilinear).
         let side = frame.width.max(frame.height) as f64;
-        state
-            .preprocessor
-            .process_rect(
+        if state.legacy_resize {
+            state
+                .preprocessor
+                .process_square_legacy_bilinear(frame, &mut state.tensor)
+        } else {
+            state.preprocessor.process_rect(
                 frame,
                 SourceRect::new(0.0, 0.0, side, side),
                 &mut state.tensor,
             )
-            .map_err(|e| format!("cannot read the frame: {e}"))?;
+        }
+        .map_err(|e| format!("cannot read the frame: {e}"))?;
         state
             .detector
             .run(&state.tensor, &mut state.boxes, &mut state.scores)
@@ -476,28 +494,42 @@ impl FaceDetect {
             let c = lm.preprocessor.config();
             (c.width, c.height)
         };
+        // Each face is shown to the landmark network as it is and mirrored; the mirrored
+        // prediction is mapped back, and the one closer to a face's shape wins. Landmark
+        // networks can collapse all points onto one visible eye (hair over the other, a
+        // tilted head), and usually do so on one side only.
         let per_face = 3 * w * h;
         let n = state.faces.len();
-        lm.tensor.resize(n * per_face, 0.0);
-        lm.output.resize(n * 136, 0.0);
+        let crops = 2 * n;
+        lm.tensor.resize(crops * per_face, 0.0);
+        lm.output.resize(crops * 136, 0.0);
         lm.regions.clear();
         for (i, face) in state.faces.iter().enumerate() {
             let region = detection::landmark_region(face);
-            lm.preprocessor
-                .process_rect(
-                    frame,
-                    region,
-                    &mut lm.tensor[i * per_face..(i + 1) * per_face],
-                )
-                .map_err(|e| format!("cannot prepare a face for the landmark model: {e}"))?;
+            let direct = AffineTransform::from_rect(region, w, h);
+            let mirrored = AffineTransform {
+                a: -direct.a,
+                c: direct.c + region.width,
+                ..direct
+            };
+            for (k, t) in [direct, mirrored].iter().enumerate() {
+                let slot = 2 * i + k;
+                lm.preprocessor
+                    .process_affine(
+                        frame,
+                        t,
+                        &mut lm.tensor[slot * per_face..(slot + 1) * per_face],
+                    )
+                    .map_err(|e| format!("cannot prepare a face for the landmark model: {e}"))?;
+            }
             lm.regions.push(region);
         }
         if lm.model.supports_batches() {
             lm.model
-                .run(&lm.tensor, n, h, w, &mut lm.output)
+                .run(&lm.tensor, crops, h, w, &mut lm.output)
                 .map_err(|e| e.to_string())?;
         } else {
-            for i in 0..n {
+            for i in 0..crops {
                 lm.model
                     .run(
                         &lm.tensor[i * per_face..(i + 1) * per_face],
@@ -510,8 +542,31 @@ impl FaceDetect {
             }
         }
         for (i, face) in state.faces.iter_mut().enumerate() {
-            face.landmarks =
-                detection::five_points_from_68(&lm.output[i * 136..(i + 1) * 136], &lm.regions[i]);
+            let region = &lm.regions[i];
+            let candidates = [
+                detection::points68(&lm.output[2 * i * 136..(2 * i + 1) * 136], region, false),
+                detection::points68(
+                    &lm.output[(2 * i + 1) * 136..(2 * i + 2) * 136],
+                    region,
+                    true,
+                ),
+            ];
+            let best = candidates
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let five = detection::five_of_68(&p);
+                    (
+                        align::template_fit_error(&five).unwrap_or(f64::INFINITY),
+                        p,
+                        five,
+                    )
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((_, p68, five)) = best {
+                face.landmarks = Some(five);
+                face.landmarks68 = Some(p68);
+            }
         }
         gst::log!(CAT, imp = self, "faces: {:?}", state.faces);
         Ok(())

@@ -855,17 +855,30 @@ impl FaceNet {
                 continue;
             }
             let (x, y, rw, rh) = roi.rect();
-            let landmarks = roi
+            let detection = roi
                 .param(crate::meta::face_detection::NAME)
-                .and_then(|p| FaceDetectionParam::from_structure(p).ok())
+                .and_then(|p| FaceDetectionParam::from_structure(p).ok());
+            let landmarks = detection
+                .as_ref()
                 .and_then(|p| p.landmarks)
                 .map(|pts| pts.map(|[px, py]| [f64::from(px), f64::from(py)]));
+            let landmarks68 = detection
+                .as_ref()
+                .and_then(|p| p.landmarks68.as_ref())
+                .map(|v| {
+                    let mut pts = [[0.0f64; 2]; 68];
+                    for (i, p) in pts.iter_mut().enumerate() {
+                        *p = [f64::from(v[2 * i]), f64::from(v[2 * i + 1])];
+                    }
+                    pts
+                });
             let region = FaceRegion {
                 x: f64::from(x),
                 y: f64::from(y),
                 width: f64::from(rw),
                 height: f64::from(rh),
                 landmarks,
+                landmarks68,
             };
             let transform =
                 align::face_transform(state.alignment, &region, frame_w, frame_h, w, h, margin);
@@ -883,10 +896,11 @@ impl FaceNet {
             return Ok(gst::FlowSuccess::Ok);
         }
 
+        let images = n;
         let per_face = 3 * w * h;
         let dim = state.model.spec().embedding_dim;
-        state.tensor.resize(n * per_face, 0.0);
-        state.output.resize(n * dim, 0.0);
+        state.tensor.resize(images * per_face, 0.0);
+        state.output.resize(images * dim, 0.0);
         let preprocessor = &mut state.preprocessor;
         let tensor = &mut state.tensor;
         let faces = &state.faces;
@@ -912,9 +926,11 @@ impl FaceNet {
 
         let run = if state.model.supports_batches() {
             self.model_runs.fetch_add(1, Ordering::Relaxed);
-            state.model.run(&state.tensor, n, h, w, &mut state.output)
+            state
+                .model
+                .run(&state.tensor, images, h, w, &mut state.output)
         } else {
-            (0..n).try_for_each(|i| {
+            (0..images).try_for_each(|i| {
                 self.model_runs.fetch_add(1, Ordering::Relaxed);
                 state.model.run(
                     &state.tensor[i * per_face..(i + 1) * per_face],
@@ -930,7 +946,6 @@ impl FaceNet {
             self.post_error_message(inference::error_message(&e));
             return Err(gst::FlowError::Error);
         }
-
         let model_l2 = state.model_l2_normalized;
         let embeddings: Vec<(usize, i32, FaceRegion, EmbeddingMeta)> = state
             .faces

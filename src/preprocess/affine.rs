@@ -293,7 +293,13 @@ struct SrcBox<'p> {
 
 #[inline(always)]
 fn tent32(v: f32) -> f32 {
-    (1.0 - v.abs()).max(0.0)
+    // A compare + select (vectorizes to a plain max, unlike f32::max's NaN handling).
+    let t = 1.0 - v.abs();
+    if t > 0.0 {
+        t
+    } else {
+        0.0
+    }
 }
 
 /// One output pixel, bilinear branch: taps `floor(c − 0.5) + {0, 1}` per axis, weights
@@ -339,6 +345,41 @@ const MASK: [f32; 16] = [
 ];
 const LANES: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
 
+/// The 8-lane block of [`sample_footprint`] with AVX intrinsics: exactly the same f32
+/// operations in the same order as the portable loop (`max(t, 0)` = the compare + select
+/// of [`tent32`] for non-NaN `t`), hence bit-identical results.
+/// `v = [pr, qr, f00, f10, cf]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block8_avx2(v: [f32; 5], m: &[f32; 8], px: [&[f32; 8]; 3], acc: [&mut [f32; 8]; 4]) {
+    use std::arch::x86_64::*;
+    let l = _mm256_add_ps(_mm256_loadu_ps(LANES.as_ptr()), _mm256_set1_ps(v[4]));
+    let one = _mm256_set1_ps(1.0);
+    let zero = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let tent = |base: f32, step: f32| {
+        let x = _mm256_add_ps(_mm256_set1_ps(base), _mm256_mul_ps(_mm256_set1_ps(step), l));
+        _mm256_max_ps(_mm256_sub_ps(one, _mm256_andnot_ps(sign, x)), zero)
+    };
+    let w = _mm256_mul_ps(
+        _mm256_mul_ps(tent(v[0], v[2]), tent(v[1], v[3])),
+        _mm256_loadu_ps(m.as_ptr()),
+    );
+    let [a0, a1, a2, a3] = acc;
+    _mm256_storeu_ps(
+        a0.as_mut_ptr(),
+        _mm256_add_ps(_mm256_loadu_ps(a0.as_ptr()), w),
+    );
+    for (a, p) in [a1, a2, a3].into_iter().zip(px) {
+        let prod = _mm256_mul_ps(w, _mm256_loadu_ps(p.as_ptr()));
+        _mm256_storeu_ps(
+            a.as_mut_ptr(),
+            _mm256_add_ps(_mm256_loadu_ps(a.as_ptr()), prod),
+        );
+    }
+}
+
 /// One output pixel, footprint branch: `Σ w·p / Σ w` with `w = tent(P)·tent(Q)`,
 /// `(P, Q) = N⁻¹·(pixel centre − c)`, over the taps of the box (= the sampling domain).
 ///
@@ -347,7 +388,7 @@ const LANES: [f32; 8] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
 /// Each row is done in blocks of 8 lanes (rows of the box are padded by 8 zeros so that a
 /// block never reads past the plane); per-lane partial sums are reduced in a fixed order.
 #[inline(always)]
-fn sample_footprint(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
+fn sample_footprint<const AVX2: bool>(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
     let [i00, i01, i10, i11] = k.inv;
     let (f00, f10) = (i00 as f32, i10 as f32);
     let plane = sb.stride * sb.h;
@@ -359,7 +400,8 @@ fn sample_footprint(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
     let xe = (ix0 + k.win[0] as i64).min(sb.x0 + sb.w as i64);
     let ys = iy0.max(sb.y0);
     let ye = (iy0 + k.win[1] as i64).min(sb.y0 + sb.h as i64);
-    let mut acc = [[0.0f32; 8]; 4];
+    // Per-lane partial sums (kept in registers: separate fixed-size arrays).
+    let (mut sw, mut sr, mut sg, mut sbl) = ([0.0f32; 8], [0.0f32; 8], [0.0f32; 8], [0.0f32; 8]);
     if xs < xe {
         let n = (xe - xs) as usize;
         let jx = (xs - ix0) as f64;
@@ -371,25 +413,38 @@ fn sample_footprint(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64) -> [f32; 3] {
             let mut c0 = 0;
             while c0 < n {
                 let i = base + c0;
-                let r = &sb.planes[i..i + 8];
-                let g = &sb.planes[plane + i..plane + i + 8];
-                let b = &sb.planes[2 * plane + i..2 * plane + i + 8];
-                let m = &MASK[8 - (n - c0).min(8)..][..8];
+                let r: [f32; 8] = sb.planes[i..i + 8].try_into().unwrap();
+                let g: [f32; 8] = sb.planes[plane + i..plane + i + 8].try_into().unwrap();
+                let b: [f32; 8] = sb.planes[2 * plane + i..2 * plane + i + 8]
+                    .try_into()
+                    .unwrap();
+                let m: [f32; 8] = MASK[8 - (n - c0).min(8)..][..8].try_into().unwrap();
                 let cf = c0 as f32;
+                #[cfg(target_arch = "x86_64")]
+                if AVX2 {
+                    let acc = [&mut sw, &mut sr, &mut sg, &mut sbl];
+                    // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked).
+                    unsafe { block8_avx2([pr, qr, f00, f10, cf], &m, [&r, &g, &b], acc) };
+                    c0 += 8;
+                    continue;
+                }
+                let mut w = [0.0f32; 8];
                 for j in 0..8 {
                     let l = LANES[j] + cf;
-                    let w = tent32(pr + f00 * l) * tent32(qr + f10 * l) * m[j];
-                    acc[0][j] += w;
-                    acc[1][j] += w * r[j];
-                    acc[2][j] += w * g[j];
-                    acc[3][j] += w * b[j];
+                    w[j] = tent32(pr + f00 * l) * tent32(qr + f10 * l) * m[j];
+                }
+                for j in 0..8 {
+                    sw[j] += w[j];
+                    sr[j] += w[j] * r[j];
+                    sg[j] += w[j] * g[j];
+                    sbl[j] += w[j] * b[j];
                 }
                 c0 += 8;
             }
         }
     }
-    let [sum, r, g, b] =
-        acc.map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])));
+    let [sum, r, g, b] = [sw, sr, sg, sbl]
+        .map(|a| ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7])));
     if sum > 0.0 {
         [r / sum, g / sum, b / sum]
     } else {
@@ -425,7 +480,7 @@ impl Preprocessor {
             write_tensor(&self.image, &self.config, out);
             return Ok(());
         }
-        self.affine_impl(frame, &coeffs, &kernel);
+        self.affine_impl::<false>(frame, &coeffs, &kernel);
         write_tensor(&self.image, &self.config, out);
         Ok(())
     }
@@ -435,11 +490,11 @@ impl Preprocessor {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn affine_avx2(&mut self, frame: &Frame, coeffs: &YuvCoeffs, k: &Kernel) {
-        self.affine_impl(frame, coeffs, k);
+        self.affine_impl::<true>(frame, coeffs, k);
     }
 
     #[inline(always)]
-    fn affine_impl(&mut self, frame: &Frame, coeffs: &YuvCoeffs, k: &Kernel) {
+    fn affine_impl<const AVX2: bool>(&mut self, frame: &Frame, coeffs: &YuvCoeffs, k: &Kernel) {
         let (w, h) = (self.config.width, self.config.height);
         let t = &k.t;
         // Source box (taps bounding box, +1 slack) of the output tile x0..x1, y0..y1,
@@ -546,7 +601,7 @@ impl Preprocessor {
                         let px = if k.bilinear {
                             sample_bilinear(&sb, cx, cy)
                         } else {
-                            sample_footprint(k, &sb, cx, cy)
+                            sample_footprint::<AVX2>(k, &sb, cx, cy)
                         };
                         image[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
                     }

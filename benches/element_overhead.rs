@@ -1,0 +1,174 @@
+//! Bench 1, element overhead: frames already at the model's input size through
+//! `appsrc ! facenet ! fakesink` against a bare ONNX Runtime loop (FaceModel::run) on
+//! ready tensors, same model, same intra-op thread count. Rounds alternate the two.
+//!
+//! `cargo bench --bench element_overhead` (scripts/bench.sh runs it with the environment
+//! `make` exports).
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gstfacenet::backend::{self, ExecutionProvider, FaceModel, SessionConfig};
+use gstfacenet::preprocess::{Frame, Normalization, PixelFormat, PreprocessConfig, Preprocessor};
+
+struct Case {
+    model: &'static str,
+    side: usize,
+    frames: usize,
+}
+
+fn main() {
+    init();
+    let mut report = Report::new(
+        "1. Element overhead: `appsrc ! facenet ! fakesink` vs a bare FaceModel::run loop",
+    );
+    report.line(&format!("Machine: {}. Frames at the model's input size (RGB), so the element's resize is the identity; the bare loop runs FaceModel::run on one ready (normalized) tensor. Rounds alternate element/bare; throughput = frames / wall time of the round (element: first push to last buffer at the sink).", machine()));
+    report.line("");
+    report.line("| model | input | intra-op threads | frames x rounds | bare fps (median) | element fps (median) | element / bare (median of paired rounds) | min..max of pairs | ratio of medians | per-frame overhead (from medians) | goal >= 0.97 |");
+    report.line("|---|---|---|---|---|---|---|---|---|---|---|");
+
+    let cases = [
+        Case {
+            model: "faceapi_resnet128.onnx",
+            side: 150,
+            frames: scale(25),
+        },
+        Case {
+            model: "inception_resnet_v1_128.onnx",
+            side: 160,
+            frames: scale(6),
+        },
+    ];
+    let n_rounds = rounds(15);
+    for case in &cases {
+        let path = model(case.model);
+        for threads in [1usize, 2] {
+            let (bare_fps, elem_fps) = measure(&path, case.side, threads, case.frames, n_rounds);
+            let (b, e) = (median(&bare_fps), median(&elem_fps));
+            let (ratio, lo, hi) = paired_ratios(&elem_fps, &bare_fps);
+            let overhead = 1.0 / e - 1.0 / b;
+            report.line(&format!(
+                "| {} | {s}x{s} | {threads} | {} x {n_rounds} | {b:.1} | {e:.1} | **{ratio:.3}** | {lo:.3}..{hi:.3} | {:.3} | {} | {} |",
+                case.model,
+                case.frames,
+                e / b,
+                fmt_us(overhead),
+                if ratio >= 0.97 { "met" } else { "**missed**" },
+                s = case.side,
+            ));
+            eprintln!(
+                "  {} t={threads}: bare fps rounds {:?}, element fps rounds {:?}",
+                case.model,
+                bare_fps
+                    .iter()
+                    .map(|v| format!("{v:.1}"))
+                    .collect::<Vec<_>>(),
+                elem_fps
+                    .iter()
+                    .map(|v| format!("{v:.1}"))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    report.finish();
+}
+
+/// Returns (bare fps per round, element fps per round).
+fn measure(
+    path: &std::path::Path,
+    side: usize,
+    threads: usize,
+    frames: usize,
+    n_rounds: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    // Bare: the same model through the backend API, one ready tensor.
+    let (rt, _) = backend::runtime(None).expect("ONNX Runtime loads");
+    let cfg = SessionConfig {
+        model_path: path.to_path_buf(),
+        execution_provider: ExecutionProvider::Cpu,
+        device: None,
+        fallback_to_cpu: true,
+        intra_op_threads: threads,
+        cache_dir: None,
+        output_name: None,
+    };
+    let mut bare = FaceModel::load(rt, &cfg).expect("model loads");
+    let dim = bare.spec().embedding_dim;
+    let rgb = texture(side * side * 3, 1);
+    let mut pcfg = PreprocessConfig::new(side, side);
+    pcfg.normalization = Normalization::Prewhiten;
+    let mut pre = Preprocessor::new(pcfg).unwrap();
+    let mut tensor = vec![0.0f32; 3 * side * side];
+    pre.process(
+        &Frame::packed(PixelFormat::Rgb, side, side, &rgb, side * 3),
+        &mut tensor,
+    )
+    .unwrap();
+    let mut out = vec![0.0f32; dim];
+
+    // Element: appsrc ! facenet ! fakesink, kept PLAYING across rounds.
+    let caps = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, side as u32, side as u32)
+        .fps(gst::Fraction::new(30, 1))
+        .build()
+        .unwrap()
+        .to_caps()
+        .unwrap();
+    let mut pipe = AppPipeline::new(
+        &caps,
+        &format!(
+            "facenet name=dut model-location=\"{}\" intra-op-threads={threads}",
+            path.display()
+        ),
+    );
+    let stride = gst_video::VideoInfo::from_caps(&caps).unwrap().stride()[0] as usize;
+    let make_buffers = |n: usize| -> Vec<gst::Buffer> {
+        (0..n)
+            .map(|_| {
+                let mut data = vec![0u8; stride * side];
+                for y in 0..side {
+                    data[y * stride..y * stride + side * 3]
+                        .copy_from_slice(&rgb[y * side * 3..(y + 1) * side * 3]);
+                }
+                gst::Buffer::from_mut_slice(data)
+            })
+            .collect()
+    };
+
+    // Warm-up both.
+    for _ in 0..3 {
+        bare.run(&tensor, 1, side, side, &mut out).unwrap();
+    }
+    pipe.run(make_buffers(3));
+
+    let (mut bare_fps, mut elem_fps) = (Vec::new(), Vec::new());
+    for r in 0..n_rounds {
+        let mut do_bare = |v: &mut Vec<f64>| {
+            let s = time(|| {
+                for _ in 0..frames {
+                    bare.run(&tensor, 1, side, side, &mut out).unwrap();
+                }
+            });
+            v.push(frames as f64 / s);
+        };
+        let bufs = make_buffers(frames);
+        if r % 2 == 0 {
+            do_bare(&mut bare_fps);
+            elem_fps.push(frames as f64 / pipe.run(bufs));
+        } else {
+            elem_fps.push(frames as f64 / pipe.run(bufs));
+            do_bare(&mut bare_fps);
+        }
+    }
+    let runs: u64 = pipe
+        .element
+        .as_ref()
+        .map(|e| e.property::<u64>("model-runs"))
+        .unwrap_or(0);
+    assert_eq!(
+        runs,
+        (3 + frames * n_rounds) as u64,
+        "the element ran the model once per frame"
+    );
+    (bare_fps, elem_fps)
+}

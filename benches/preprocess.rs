@@ -1,0 +1,206 @@
+//! Bench 2, pre-processing: `Preprocessor::process` of a whole 1920x1080 frame (NV12, I420,
+//! RGB, BGRx) into a 160x160 prewhitened NCHW tensor, and `process_affine` of one 200x200
+//! face region of a 1080p NV12 frame into 150x150. Single thread (the bench's own). The
+//! same-run baseline is a memcpy of the frame's bytes (what merely touching the frame
+//! costs on this machine).
+//!
+//! `cargo bench --bench preprocess`
+
+mod common;
+
+use common::*;
+use gstfacenet::preprocess::{
+    AffineTransform, Frame, Normalization, PixelFormat, PreprocessConfig, Preprocessor, SourceRect,
+    YuvColorimetry, YuvMatrix,
+};
+
+const W: usize = 1920;
+const H: usize = 1080;
+
+/// Plane buffers of a 1080p frame in `format` (tightly packed, GStreamer's default strides
+/// for these sizes).
+fn frame_data(format: PixelFormat) -> (Vec<Vec<u8>>, [usize; 3]) {
+    match format {
+        PixelFormat::Nv12 => (
+            vec![texture(W * H, 1), texture(W * H / 2, 2)],
+            [W, W, 0],
+        ),
+        PixelFormat::I420 => (
+            vec![
+                texture(W * H, 1),
+                texture(W * H / 4, 2),
+                texture(W * H / 4, 3),
+            ],
+            [W, W / 2, W / 2],
+        ),
+        f => {
+            let bpp = f.bytes_per_pixel().unwrap();
+            (vec![texture(W * H * bpp, 1)], [W * bpp, 0, 0])
+        }
+    }
+}
+
+fn frame<'a>(format: PixelFormat, planes: &'a [Vec<u8>], strides: [usize; 3]) -> Frame<'a> {
+    let p = |i: usize| planes.get(i).map(|v| v.as_slice()).unwrap_or(&[]);
+    Frame {
+        format,
+        width: W,
+        height: H,
+        planes: [p(0), p(1), p(2)],
+        strides,
+        colorimetry: YuvColorimetry {
+            matrix: YuvMatrix::Bt709,
+            full_range: false,
+        },
+    }
+}
+
+fn main() {
+    let mut report = Report::new("2. Pre-processing (single thread)");
+    report.line(&format!("Machine: {}.", machine()));
+    report.line("");
+    let avx2 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    report.line(&format!("CPU has AVX2: {avx2}. Iterations interleaved across the cases; median, min and max per case. Baseline: memcpy of the frame's bytes, in the same loop."));
+    report.line("");
+    report.line("### Whole 1920x1080 frame -> 160x160, stretch, prewhiten, NCHW (`Preprocessor::process`)");
+    report.line("");
+    report.line("| format | median | min | max | memcpy of the frame (median) | process / memcpy | goal <= 1 ms |");
+    report.line("|---|---|---|---|---|---|---|");
+
+    let formats = [
+        ("NV12", PixelFormat::Nv12),
+        ("I420", PixelFormat::I420),
+        ("RGB", PixelFormat::Rgb),
+        ("BGRx", PixelFormat::Bgrx),
+    ];
+    let data: Vec<_> = formats.iter().map(|(_, f)| frame_data(*f)).collect();
+    let mut cfg = PreprocessConfig::new(160, 160);
+    cfg.normalization = Normalization::Prewhiten;
+    let mut pre = Preprocessor::new(cfg.clone()).unwrap();
+    let mut out = vec![0.0f32; cfg.tensor_len()];
+    let iters = scale(150);
+    let mut times = vec![Vec::new(); formats.len()];
+    let mut copy_times = vec![Vec::new(); formats.len()];
+    let mut scratch: Vec<Vec<u8>> = data
+        .iter()
+        .map(|(p, _)| vec![0u8; p.iter().map(Vec::len).sum()])
+        .collect();
+    for it in 0..iters + 5 {
+        for (i, (_, format)) in formats.iter().enumerate() {
+            let (planes, strides) = &data[i];
+            let fr = frame(*format, planes, *strides);
+            let t = time(|| pre.process(&fr, &mut out).unwrap());
+            let c = time(|| {
+                let dst = &mut scratch[i];
+                let mut off = 0;
+                for p in planes {
+                    dst[off..off + p.len()].copy_from_slice(p);
+                    off += p.len();
+                }
+                std::hint::black_box(&dst);
+            });
+            std::hint::black_box(&out);
+            if it >= 5 {
+                times[i].push(t);
+                copy_times[i].push(c);
+            }
+        }
+    }
+    for (i, (name, _)) in formats.iter().enumerate() {
+        let m = median(&times[i]);
+        let c = median(&copy_times[i]);
+        report.line(&format!(
+            "| {name} | **{}** | {} | {} | {} | {:.1}x | {} |",
+            fmt_ms(m),
+            fmt_ms(min(&times[i])),
+            fmt_ms(max(&times[i])),
+            fmt_ms(c),
+            m / c,
+            if m <= 1e-3 {
+                "met".to_string()
+            } else {
+                format!("**missed** ({:.2}x the goal)", m / 1e-3)
+            }
+        ));
+    }
+
+    // One face region of a 1080p NV12 frame into 150x150.
+    report.line("");
+    report.line("### One 200x200 face region of a 1080p NV12 frame -> 150x150 (`process_affine`)");
+    report.line("");
+    report.line("| transform | median | min | max | goal <= 100 µs |");
+    report.line("|---|---|---|---|---|");
+    let (planes, strides) = frame_data(PixelFormat::Nv12);
+    let fr = frame(PixelFormat::Nv12, &planes, strides);
+    let mut cfg = PreprocessConfig::new(150, 150);
+    cfg.normalization = Normalization::Fixed {
+        mean: [122.782, 117.001, 104.298],
+        std: [255.0, 255.0, 255.0],
+    };
+    let mut pre = Preprocessor::new(cfg.clone()).unwrap();
+    let mut out = vec![0.0f32; cfg.tensor_len()];
+    let rect = SourceRect::new(861.0, 437.0, 200.0, 200.0);
+    let axis = AffineTransform::from_rect(rect, 150, 150);
+    // The same box rotated by 15 degrees about its centre (an aligned, tilted face).
+    let rotated = {
+        let (s, a) = (200.0 / 150.0, 15f64.to_radians());
+        let (cx, cy) = (861.0 + 100.0, 437.0 + 100.0);
+        let (ca, sa) = (a.cos() * s, a.sin() * s);
+        // src = R·s·(out - 75) + centre
+        AffineTransform {
+            a: ca,
+            b: -sa,
+            c: cx - ca * 75.0 + sa * 75.0,
+            d: sa,
+            e: ca,
+            f: cy - sa * 75.0 - ca * 75.0,
+        }
+    };
+    let cases: [(&str, Option<&AffineTransform>); 3] = [
+        ("axis-aligned (`AffineTransform::from_rect`)", Some(&axis)),
+        ("rotated 15° (similarity, as dlib-chip alignment produces)", Some(&rotated)),
+        ("same box via `process_rect` (separable resizer, reference)", None),
+    ];
+    let iters = scale(1000);
+    let mut times = vec![Vec::new(); cases.len()];
+    for it in 0..iters + 20 {
+        for (i, (_, t)) in cases.iter().enumerate() {
+            let d = match t {
+                Some(t) => time(|| pre.process_affine(&fr, t, &mut out).unwrap()),
+                None => time(|| pre.process_rect(&fr, rect, &mut out).unwrap()),
+            };
+            std::hint::black_box(&out);
+            if it >= 20 {
+                times[i].push(d);
+            }
+        }
+    }
+    for (i, (name, t)) in cases.iter().enumerate() {
+        let m = median(&times[i]);
+        let goal = if t.is_some() {
+            if m <= 100e-6 {
+                "met".to_string()
+            } else {
+                format!("**missed** ({:.2}x the goal)", m / 100e-6)
+            }
+        } else {
+            "(reference)".to_string()
+        };
+        report.line(&format!(
+            "| {name} | **{}** | {} | {} | {goal} |",
+            fmt_us(m),
+            fmt_us(min(&times[i])),
+            fmt_us(max(&times[i])),
+        ));
+    }
+    report.finish();
+}

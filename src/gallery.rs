@@ -1,0 +1,407 @@
+//! Galleries of labelled face embeddings and nearest-neighbour identification, without
+//! GStreamer types.
+//!
+//! # File format
+//!
+//! A gallery is a JSON document:
+//!
+//! ```json
+//! {
+//!   "format": "gst-facenet-gallery",
+//!   "version": 1,
+//!   "model": "faceapi-dlib-resnet-128",
+//!   "dimension": 128,
+//!   "l2-normalized": false,
+//!   "people": [
+//!     { "label": "alice", "embeddings": [[0.01, ...], [0.02, ...]], "sources": ["alice/1.jpg", "alice/2.jpg"] }
+//!   ]
+//! }
+//! ```
+//!
+//! `model` is the `model` field of the embeddings it was made from (`FaceNetEmbeddingMeta`):
+//! embeddings of another model are not comparable, so such a gallery is refused. Each
+//! person has one or more embeddings; `sources` is informational. `l2-normalized` says
+//! whether the embeddings were scaled to unit length, which must match the pipeline's.
+//! `facenet-enroll` writes galleries from the same elements the pipeline uses.
+
+use ndarray::{Array1, Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "gst-facenet-gallery";
+pub const VERSION: u32 = 1;
+/// The label of a face no gallery entry is close enough to.
+pub const UNKNOWN: &str = "unknown";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    pub label: String,
+    pub embeddings: Vec<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GalleryFile {
+    pub format: String,
+    pub version: u32,
+    pub model: String,
+    pub dimension: usize,
+    #[serde(rename = "l2-normalized", default)]
+    pub l2_normalized: bool,
+    pub people: Vec<Person>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Metric {
+    /// Euclidean distance (dlib and FaceNet thresholds: 0.6 for dlib's ResNet).
+    #[default]
+    Euclidean,
+    /// 1 - cosine similarity (0 = same direction, 2 = opposite).
+    Cosine,
+}
+
+/// A loaded, validated gallery: every embedding a row of one matrix.
+#[derive(Clone, Debug)]
+pub struct Gallery {
+    pub model: String,
+    pub l2_normalized: bool,
+    labels: Vec<String>,
+    /// Row i belongs to `labels[owner[i]]`.
+    owner: Vec<usize>,
+    vectors: Array2<f32>,
+    squared_norms: Array1<f32>,
+}
+
+/// The identification of one face.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Match {
+    /// The nearest person's label, or [`UNKNOWN`] past the threshold.
+    pub label: String,
+    /// Distance to the nearest embedding of that person (or of anyone, when unknown).
+    pub distance: f32,
+    /// Whether the label is a gallery entry (distance within the threshold).
+    pub known: bool,
+}
+
+impl Gallery {
+    /// Parses and validates a gallery document; errors say what is wrong and where.
+    pub fn from_json(text: &str) -> Result<Gallery, String> {
+        let file: GalleryFile =
+            serde_json::from_str(text).map_err(|e| format!("not a gallery file: {e}"))?;
+        Gallery::from_file(file)
+    }
+
+    pub fn from_file(file: GalleryFile) -> Result<Gallery, String> {
+        if file.format != FORMAT {
+            return Err(format!(
+                "\"format\" is '{}', expected '{FORMAT}'",
+                file.format
+            ));
+        }
+        if file.version != VERSION {
+            return Err(format!(
+                "gallery version {} is not supported (this build reads version {VERSION})",
+                file.version
+            ));
+        }
+        if file.dimension == 0 {
+            return Err("\"dimension\" is 0".into());
+        }
+        let mut labels = Vec::new();
+        let mut owner = Vec::new();
+        let mut flat = Vec::new();
+        for person in &file.people {
+            if person.label.trim().is_empty() {
+                return Err("a person has an empty label".into());
+            }
+            if person.label == UNKNOWN {
+                return Err(format!(
+                    "'{UNKNOWN}' is reserved for faces that match nobody"
+                ));
+            }
+            if labels.contains(&person.label) {
+                return Err(format!("label '{}' appears twice", person.label));
+            }
+            if person.embeddings.is_empty() {
+                return Err(format!("'{}' has no embeddings", person.label));
+            }
+            for (i, e) in person.embeddings.iter().enumerate() {
+                if e.len() != file.dimension {
+                    return Err(format!(
+                        "embedding {i} of '{}' has {} values, the gallery's dimension is {}",
+                        person.label,
+                        e.len(),
+                        file.dimension
+                    ));
+                }
+                if e.iter().any(|v| !v.is_finite()) {
+                    return Err(format!(
+                        "embedding {i} of '{}' holds a non-finite value",
+                        person.label
+                    ));
+                }
+                owner.push(labels.len());
+                flat.extend_from_slice(e);
+            }
+            labels.push(person.label.clone());
+        }
+        let rows = owner.len();
+        let vectors =
+            Array2::from_shape_vec((rows, file.dimension), flat).map_err(|e| e.to_string())?;
+        let squared_norms = vectors.rows().into_iter().map(|r| r.dot(&r)).collect();
+        Ok(Gallery {
+            model: file.model,
+            l2_normalized: file.l2_normalized,
+            labels,
+            owner,
+            vectors,
+            squared_norms,
+        })
+    }
+
+    pub fn dimension(&self) -> usize {
+        self.vectors.ncols()
+    }
+
+    pub fn people(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn embeddings(&self) -> usize {
+        self.vectors.nrows()
+    }
+
+    /// Distance from `query` to every gallery embedding.
+    fn distances(&self, query: ArrayView1<f32>, metric: Metric) -> Array1<f32> {
+        let dots = self.vectors.dot(&query);
+        let qq = query.dot(&query);
+        match metric {
+            Metric::Euclidean => {
+                // |g - q|^2 = |g|^2 - 2 g.q + |q|^2, clamped against rounding below zero.
+                (&self.squared_norms - &(2.0 * &dots) + qq).mapv(|d| d.max(0.0).sqrt())
+            }
+            Metric::Cosine => {
+                let qn = qq.sqrt();
+                ndarray::Zip::from(&dots)
+                    .and(&self.squared_norms)
+                    .map_collect(|&dot, &gg| {
+                        let denom = gg.sqrt() * qn;
+                        if denom > 0.0 {
+                            1.0 - dot / denom
+                        } else {
+                            1.0
+                        }
+                    })
+            }
+        }
+    }
+
+    /// The nearest person's distance for each label (the closest of their embeddings).
+    fn per_person(&self, query: &[f32], metric: Metric) -> Vec<f32> {
+        let d = self.distances(ArrayView1::from(query), metric);
+        let mut best = vec![f32::INFINITY; self.labels.len()];
+        for (row, &dist) in d.iter().enumerate() {
+            let p = self.owner[row];
+            if dist < best[p] {
+                best[p] = dist;
+            }
+        }
+        best
+    }
+
+    /// Identifies each of `queries` (embeddings of the gallery's dimension): the nearest
+    /// person (not the first within the threshold), `unknown` beyond `threshold`. With
+    /// `unique`, a person is given to at most one face of the set (the faces of one frame):
+    /// pairs are assigned in order of increasing distance, so the closest face keeps the
+    /// label and the other gets its next nearest person, or `unknown`.
+    pub fn identify(
+        &self,
+        queries: &[&[f32]],
+        metric: Metric,
+        threshold: f32,
+        unique: bool,
+    ) -> Vec<Match> {
+        let table: Vec<Vec<f32>> = queries.iter().map(|q| self.per_person(q, metric)).collect();
+        let nearest = |row: &Vec<f32>| {
+            row.iter()
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(p, &d)| (p, d))
+        };
+        let unknown = |d: f32| Match {
+            label: UNKNOWN.to_string(),
+            distance: d,
+            known: false,
+        };
+        if !unique {
+            return table
+                .iter()
+                .map(|row| match nearest(row) {
+                    Some((p, d)) if d <= threshold => Match {
+                        label: self.labels[p].clone(),
+                        distance: d,
+                        known: true,
+                    },
+                    Some((_, d)) => unknown(d),
+                    None => unknown(f32::INFINITY),
+                })
+                .collect();
+        }
+        let mut pairs: Vec<(f32, usize, usize)> = table
+            .iter()
+            .enumerate()
+            .flat_map(|(f, row)| row.iter().enumerate().map(move |(p, &d)| (d, f, p)))
+            .filter(|(d, ..)| *d <= threshold)
+            .collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut result: Vec<Option<Match>> = vec![None; queries.len()];
+        let mut taken = vec![false; self.labels.len()];
+        for (d, f, p) in pairs {
+            if result[f].is_none() && !taken[p] {
+                taken[p] = true;
+                result[f] = Some(Match {
+                    label: self.labels[p].clone(),
+                    distance: d,
+                    known: true,
+                });
+            }
+        }
+        result
+            .into_iter()
+            .zip(&table)
+            .map(|(m, row)| {
+                m.unwrap_or_else(|| unknown(nearest(row).map_or(f32::INFINITY, |(_, d)| d)))
+            })
+            .collect()
+    }
+}
+
+impl GalleryFile {
+    pub fn new(model: &str, dimension: usize, l2_normalized: bool) -> Self {
+        GalleryFile {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            model: model.to_string(),
+            dimension,
+            l2_normalized,
+            people: Vec::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a gallery serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gallery() -> Gallery {
+        let mut f = GalleryFile::new("m", 2, false);
+        f.people.push(Person {
+            label: "alice".into(),
+            embeddings: vec![vec![0.0, 0.0], vec![0.0, 0.5]],
+            sources: vec![],
+        });
+        f.people.push(Person {
+            label: "bob".into(),
+            embeddings: vec![vec![1.0, 0.0]],
+            sources: vec![],
+        });
+        Gallery::from_json(&f.to_json()).unwrap()
+    }
+
+    #[test]
+    fn nearest_not_first_match() {
+        let g = gallery();
+        assert_eq!((g.people(), g.embeddings(), g.dimension()), (2, 3, 2));
+        // 0.55 from alice's first embedding, but 0.45 from bob: bob is nearest even
+        // though alice comes first and is within the threshold too.
+        let m = g.identify(&[&[0.55, 0.0]], Metric::Euclidean, 0.6, false);
+        assert_eq!(m[0].label, "bob");
+        assert!((m[0].distance - 0.45).abs() < 1e-6);
+        // Several embeddings per person: the closest counts.
+        let m = g.identify(&[&[0.0, 0.45]], Metric::Euclidean, 0.6, false);
+        assert_eq!(m[0].label, "alice");
+        assert!((m[0].distance - 0.05).abs() < 1e-6);
+        // Beyond the threshold: unknown, with the nearest distance.
+        let m = g.identify(&[&[5.0, 5.0]], Metric::Euclidean, 0.6, false);
+        assert_eq!((m[0].label.as_str(), m[0].known), (UNKNOWN, false));
+        assert!(m[0].distance > 4.0);
+    }
+
+    #[test]
+    fn unique_assignment_never_gives_a_label_twice() {
+        let g = gallery();
+        // Both faces nearest to alice; the closer keeps her, the other gets bob.
+        let faces: [&[f32]; 2] = [&[0.3, 0.0], &[0.0, 0.0]];
+        let m = g.identify(&faces, Metric::Euclidean, 0.8, true);
+        assert_eq!(m[1].label, "alice");
+        assert_eq!(m[0].label, "bob");
+        // Order of the faces does not matter.
+        let swapped: [&[f32]; 2] = [&[0.0, 0.0], &[0.3, 0.0]];
+        let m2 = g.identify(&swapped, Metric::Euclidean, 0.8, true);
+        assert_eq!(
+            (m2[0].label.as_str(), m2[1].label.as_str()),
+            ("alice", "bob")
+        );
+        // With a tight threshold the second face becomes unknown instead.
+        let m3 = g.identify(&faces, Metric::Euclidean, 0.5, true);
+        assert_eq!(
+            (m3[0].label.as_str(), m3[1].label.as_str()),
+            (UNKNOWN, "alice")
+        );
+        // Without uniqueness both are alice.
+        let m4 = g.identify(&faces, Metric::Euclidean, 0.8, false);
+        assert_eq!(
+            (m4[0].label.as_str(), m4[1].label.as_str()),
+            ("alice", "alice")
+        );
+    }
+
+    #[test]
+    fn cosine() {
+        let g = gallery();
+        let m = g.identify(&[&[2.0, 0.1]], Metric::Cosine, 0.1, false);
+        assert_eq!(m[0].label, "bob");
+        assert!(m[0].distance < 0.01);
+    }
+
+    #[test]
+    fn malformed_galleries_are_refused_with_reasons() {
+        let ok = GalleryFile::new("m", 2, false);
+        let cases: Vec<(String, &str)> = vec![
+            ("{".into(), "not a gallery file"),
+            ("[]".into(), "not a gallery file"),
+            (ok.to_json().replace(FORMAT, "other"), "expected 'gst-facenet-gallery'"),
+            (ok.to_json().replace("\"version\": 1", "\"version\": 9"), "version 9"),
+            (
+                ok.to_json()
+                    .replace("\"people\": []", "\"people\": [{\"label\": \"a\", \"embeddings\": [[1, 2, 3]]}]"),
+                "has 3 values",
+            ),
+            (
+                ok.to_json()
+                    .replace("\"people\": []", "\"people\": [{\"label\": \"a\", \"embeddings\": []}]"),
+                "no embeddings",
+            ),
+            (
+                ok.to_json().replace(
+                    "\"people\": []",
+                    "\"people\": [{\"label\": \"a\", \"embeddings\": [[1, 2]]}, {\"label\": \"a\", \"embeddings\": [[1, 2]]}]",
+                ),
+                "appears twice",
+            ),
+            (
+                ok.to_json()
+                    .replace("\"people\": []", "\"people\": [{\"label\": \"unknown\", \"embeddings\": [[1, 2]]}]"),
+                "reserved",
+            ),
+        ];
+        for (text, expect) in cases {
+            let e = Gallery::from_json(&text).unwrap_err();
+            assert!(e.contains(expect), "{expect}: {e}");
+        }
+    }
+}
