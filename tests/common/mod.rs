@@ -3,6 +3,8 @@
 //! Missing inputs fail the tests with the command that provides them; nothing is skipped.
 #![allow(dead_code)]
 
+pub mod image;
+
 use std::path::PathBuf;
 use std::sync::Once;
 
