@@ -5,6 +5,8 @@
 mod common;
 
 use std::process::{Command, Stdio};
+
+use gst::prelude::*;
 use std::time::{Duration, Instant};
 
 fn pipeline_with(facenet_props: &str) -> String {
@@ -259,5 +261,34 @@ fn onnxruntime_library_problems() {
         out.contains("could not load the ONNX Runtime library")
             && out.contains(corrupt.to_str().unwrap()),
         "{out}"
+    );
+}
+
+#[test]
+fn buffer_smaller_than_its_caps_is_an_error() {
+    common::init();
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src caps=video/x-raw,format=RGB,width=160,height=160,framerate=0/1 format=time ! \
+         facenet model-location={} ! fakesink",
+        common::fixture("facenet_nchw.onnx")
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let _ = src.push_buffer(gst::Buffer::from_mut_slice(vec![0u8; 1000]));
+    let _ = src.end_of_stream();
+    let messages = common::run_to_end(pipeline.upcast_ref());
+    pipeline.set_state(gst::State::Null).unwrap();
+    let errors = common::errors(&messages);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("1000 bytes") && errors[0].contains("76800"),
+        "{errors:?}"
     );
 }

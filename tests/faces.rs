@@ -307,3 +307,57 @@ fn inference_interval_carries_faces_marked_not_fresh() {
     }
     assert_eq!(fresh, [true, false, false, true, false, false]);
 }
+
+#[test]
+fn fixed_batch_models_run_face_by_face() {
+    common::init();
+    // The fixture model has a fixed batch of 1: three faces are three runs.
+    let element = gst::ElementFactory::make("facenet")
+        .property("model-location", common::fixture("facenet_nchw.onnx"))
+        .property_from_str("inference-region", "roi-list")
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.play();
+    h.set_src_caps_str("video/x-raw,format=RGB,width=640,height=480,framerate=0/1");
+    let image = Image {
+        width: 640,
+        height: 480,
+        rgb: common::noise(640 * 480 * 3, 5),
+    };
+    let mut buffer = image.buffer();
+    for (i, x) in [10u32, 200, 400].iter().enumerate() {
+        let mut roi = gst_video::VideoRegionOfInterestMeta::add(
+            buffer.get_mut().unwrap(),
+            "face",
+            (*x, 50, 120, 150),
+        );
+        roi.set_id(i as i32);
+    }
+    // A region of another class is left alone.
+    gst_video::VideoRegionOfInterestMeta::add(
+        buffer.get_mut().unwrap(),
+        "person",
+        (0, 0, 640, 480),
+    );
+    let out = h.push_and_pull(buffer).unwrap();
+    let embedded: Vec<_> = out
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|r| {
+            (
+                r.roi_type().to_string(),
+                r.param(ROI_EMBEDDING_PARAM).is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        embedded,
+        vec![
+            ("face".to_string(), true),
+            ("face".to_string(), true),
+            ("face".to_string(), true),
+            ("person".to_string(), false)
+        ]
+    );
+    assert_eq!(element.property::<u64>("model-runs"), 3);
+}

@@ -429,3 +429,34 @@ fn results_as_json_lines_and_messages_and_hot_reload() {
         .unwrap()
         .starts_with("sample1-"));
 }
+
+#[test]
+fn element_messages_list_the_faces() {
+    let enrolled = enroll("messages");
+    let messages = common::run_pipeline(&format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! facedetect model-location={} landmark-model-location={} ! \
+         facenet model-location={} inference-region=roi-list ! faceidentify gallery={} post-messages=true ! fakesink",
+        common::sample_photo("sample2.jpg").display(),
+        common::model("faceapi_ssd_mobilenetv1.onnx"),
+        common::model("faceapi_landmark68.onnx"),
+        common::model("faceapi_resnet128.onnx"),
+        enrolled.gallery.display()
+    ));
+    assert!(
+        common::errors(&messages).is_empty(),
+        "{:?}",
+        common::errors(&messages)
+    );
+    let s = messages
+        .iter()
+        .find_map(|m| m.structure().filter(|s| s.name() == "faceidentify"))
+        .expect("a faceidentify message");
+    let faces = s.get::<gst::List>("faces").unwrap();
+    assert_eq!(faces.len(), 3);
+    for f in faces.iter() {
+        let f = f.get::<gst::Structure>().unwrap();
+        assert!(f.get::<String>("label").unwrap().starts_with("sample2-"));
+        assert!(f.get::<f64>("distance").unwrap() < 0.6);
+        assert!(f.get::<u32>("width").unwrap() > 50);
+    }
+}
