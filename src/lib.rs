@@ -25,7 +25,7 @@ pub use meta::EmbeddingMeta;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();
-    facenet::register_onnxruntime_log();
+    inference::register_onnxruntime_log();
     facenet::register(plugin)?;
     facedetect::register(plugin)?;
     faceidentify::register(plugin)?;

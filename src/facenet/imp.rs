@@ -26,39 +26,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-static CAT_ORT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "onnxruntime",
-        gst::DebugColorFlags::empty(),
-        Some("ONNX Runtime's own log"),
-    )
-});
-
-/// Sends ONNX Runtime's log to the `onnxruntime` debug category, at the level GST_DEBUG
-/// asks for (ONNX Runtime formats nothing below it).
-pub fn register_onnxruntime_log() {
-    let threshold = CAT_ORT.threshold();
-    let min_level = if threshold >= gst::DebugLevel::Log {
-        backend::LogLevel::Verbose
-    } else if threshold >= gst::DebugLevel::Info {
-        backend::LogLevel::Info
-    } else {
-        backend::LogLevel::Warning
-    };
-    backend::set_log_sink(
-        std::sync::Arc::new(|level, category, message| {
-            let level = match level {
-                backend::LogLevel::Verbose => gst::DebugLevel::Log,
-                backend::LogLevel::Info => gst::DebugLevel::Info,
-                backend::LogLevel::Warning => gst::DebugLevel::Warning,
-                backend::LogLevel::Error | backend::LogLevel::Fatal => gst::DebugLevel::Error,
-            };
-            gst::log_with_level!(CAT_ORT, level, "[{}] {}", category, message);
-        }),
-        min_level,
-    );
-}
-
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum, Default)]
 #[repr(u32)]
 #[enum_type(name = "GstFaceNetAspect")]

@@ -6,8 +6,6 @@ use gst::prelude::*;
 
 mod imp;
 
-pub use imp::register_onnxruntime_log;
-
 glib::wrapper! {
     pub struct FaceNet(ObjectSubclass<imp::FaceNet>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
