@@ -172,3 +172,9 @@ print-env:
 	@echo "PREFIX=$(PREFIX)"
 	@echo "PLUGINDIR=$(PLUGINDIR)"
 	@echo "PYTHON=$(PYTHON)"
+
+## bench -----------------------------------------------------------------------------------------
+# The benchmark suite (BENCHMARKS.md); results in target/bench/results.md.
+.PHONY: bench
+bench: setup models build
+	scripts/bench.sh

@@ -38,7 +38,10 @@ fn main() {
     if have_b1 {
         report.line("* **element, single runs**: the same model with its batch fixed to 1 (`target/bench/faceapi_resnet128_b1.onnx`), so the element runs the model n times per frame (pre-processing included);");
     } else {
-        report.line(&format!("* element, single runs: SKIPPED, {} is missing (scripts/bench.sh writes it);", b1.display()));
+        report.line(&format!(
+            "* element, single runs: SKIPPED, {} is missing (scripts/bench.sh writes it);",
+            b1.display()
+        ));
     }
     report.line("* **bare, n x batch 1**: FaceModel::run on ready tensors, n runs of batch 1 (the baseline the goal names; no pre-processing);");
     report.line("* **bare, batch n**: FaceModel::run, one run of batch n on ready tensors.");
@@ -110,8 +113,8 @@ fn main() {
                                 "face",
                                 (x0.max(0.0) as u32, y0.max(0.0) as u32, 195, 195),
                             );
-                            let points = template
-                                .map(|[x, y]| [x0 + s * x as f32, y0 + s * y as f32]);
+                            let points =
+                                template.map(|[x, y]| [x0 + s * x as f32, y0 + s * y as f32]);
                             roi.add_param(
                                 FaceDetectionParam {
                                     confidence: 1.0,
@@ -143,7 +146,11 @@ fn main() {
             let frames = (faces_per_round / n).max(1);
             let faces = (frames * n) as f64;
             let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let runs_before = batched.element.as_ref().unwrap().property::<u64>("model-runs");
+            let runs_before = batched
+                .element
+                .as_ref()
+                .unwrap()
+                .property::<u64>("model-runs");
             for r in 0..n_rounds {
                 // Rotate the order of the variants from round to round.
                 for k in 0..4 {
@@ -187,8 +194,17 @@ fn main() {
                     }
                 }
             }
-            let runs = batched.element.as_ref().unwrap().property::<u64>("model-runs") - runs_before;
-            assert_eq!(runs, (frames * n_rounds) as u64, "one batched run per frame");
+            let runs = batched
+                .element
+                .as_ref()
+                .unwrap()
+                .property::<u64>("model-runs")
+                - runs_before;
+            assert_eq!(
+                runs,
+                (frames * n_rounds) as u64,
+                "one batched run per frame"
+            );
             let (vs_bare, lo, hi) = paired_ratios(&c, &a);
             let vs_singles = if b.is_empty() {
                 "n/a".to_string()

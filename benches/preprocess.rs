@@ -21,10 +21,7 @@ const H: usize = 1080;
 /// for these sizes).
 fn frame_data(format: PixelFormat) -> (Vec<Vec<u8>>, [usize; 3]) {
     match format {
-        PixelFormat::Nv12 => (
-            vec![texture(W * H, 1), texture(W * H / 2, 2)],
-            [W, W, 0],
-        ),
+        PixelFormat::Nv12 => (vec![texture(W * H, 1), texture(W * H / 2, 2)], [W, W, 0]),
         PixelFormat::I420 => (
             vec![
                 texture(W * H, 1),
@@ -71,7 +68,9 @@ fn main() {
     };
     report.line(&format!("CPU has AVX2: {avx2}. Iterations interleaved across the cases; median, min and max per case. Baseline: memcpy of the frame's bytes, in the same loop."));
     report.line("");
-    report.line("### Whole 1920x1080 frame -> 160x160, stretch, prewhiten, NCHW (`Preprocessor::process`)");
+    report.line(
+        "### Whole 1920x1080 frame -> 160x160, stretch, prewhiten, NCHW (`Preprocessor::process`)",
+    );
     report.line("");
     report.line("| format | median | min | max | memcpy of the frame (median) | process / memcpy | goal <= 1 ms |");
     report.line("|---|---|---|---|---|---|---|");
@@ -167,8 +166,14 @@ fn main() {
     };
     let cases: [(&str, Option<&AffineTransform>); 3] = [
         ("axis-aligned (`AffineTransform::from_rect`)", Some(&axis)),
-        ("rotated 15° (similarity, as dlib-chip alignment produces)", Some(&rotated)),
-        ("same box via `process_rect` (separable resizer, reference)", None),
+        (
+            "rotated 15° (similarity, as dlib-chip alignment produces)",
+            Some(&rotated),
+        ),
+        (
+            "same box via `process_rect` (separable resizer, reference)",
+            None,
+        ),
     ];
     let iters = scale(1000);
     let mut times = vec![Vec::new(); cases.len()];

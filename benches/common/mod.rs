@@ -154,10 +154,13 @@ impl Report {
     }
 }
 
+/// Buffers counted so far and when the last one passed.
+type CountState = Mutex<(u64, Option<Instant>)>;
+
 /// Counts buffers reaching a pad and lets the caller wait for a count.
 #[derive(Clone, Default)]
 pub struct Counter {
-    inner: Arc<(Mutex<(u64, Option<Instant>)>, Condvar)>,
+    inner: Arc<(CountState, Condvar)>,
 }
 
 impl Counter {
