@@ -67,10 +67,12 @@ fn iou(a: (f64, f64, f64, f64), b: (u32, u32, u32, u32)) -> f64 {
     inter / (a.2 * a.3 + b.2 * b.3 - inter)
 }
 
+type Rect = (u32, u32, u32, u32);
+
 struct Enrolled {
     gallery: PathBuf,
     /// Per sample photo: (label, box) of each face, labels for photos 1-3 only.
-    photos: Vec<(Image, Vec<(String, (u32, u32, u32, u32))>)>,
+    photos: Vec<(Image, Vec<(String, Rect)>)>,
     _dir: TempDir,
 }
 
