@@ -2,7 +2,7 @@
 //!
 //! No person appears in two of face-api's sample photos, so the people of sample1-3 are
 //! enrolled and tested on augmented copies of their photos (shift, flip, scale,
-//! brightness, JPEG), while the people of sample4-6 must come out `unknown`.
+//! brightness, JPEG at quality 60), while the people of sample4-6 must come out `unknown`.
 
 mod common;
 
@@ -182,6 +182,12 @@ fn augmentations() -> Vec<(&'static str, Augment)> {
                 Box::new(|r| (r.0 as f64, r.1 as f64, r.2 as f64, r.3 as f64)),
             )
         }),
+        ("jpeg60", |im| {
+            (
+                im.jpeg_roundtrip(60),
+                Box::new(|r| (r.0 as f64, r.1 as f64, r.2 as f64, r.3 as f64)),
+            )
+        }),
     ]
 }
 
@@ -239,13 +245,13 @@ fn enrolled_people_are_named_and_strangers_unknown() {
     for m in &mistakes {
         println!("  {m}");
     }
-    // 9 enrolled people x 4 variants, 13 strangers x 4 variants (a face lost by the
+    // 9 enrolled people x 5 variants, 13 strangers x 5 variants (a face lost by the
     // detector in a variant is simply not counted).
     assert!(
-        known_total >= 34 && unknown_total >= 48,
+        known_total >= 43 && unknown_total >= 60,
         "{known_total} {unknown_total}"
     );
-    // Measured: 100 % of enrolled faces named right; strangers unknown about 85-90 %
+    // Measured: 100 % (45/45) of enrolled faces named right; strangers unknown 89 % (58/65)
     // (a few look-alikes sit between 0.5 and 0.6 from an enrolled person, as in
     // models/README.md's different-face figures).
     assert_eq!(known_right, known_total, "{mistakes:?}");

@@ -155,3 +155,52 @@ impl Image {
         }
     }
 }
+
+impl Image {
+    /// Through GStreamer's JPEG encoder at `quality` and back.
+    pub fn jpeg_roundtrip(&self, quality: i32) -> Image {
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src caps=\"{}\" ! videoconvert ! jpegenc quality={quality} ! jpegdec ! videoconvert ! \
+             video/x-raw,format=RGB ! appsink name=sink",
+            self.caps()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        src.push_buffer(self.buffer()).unwrap();
+        src.end_of_stream().unwrap();
+        let sample = sink.pull_sample().expect("a decoded frame");
+        let out = from_sample(&sample);
+        pipeline.set_state(gst::State::Null).unwrap();
+        out
+    }
+}
+
+fn from_sample(sample: &gst::Sample) -> Image {
+    let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(sample.buffer().unwrap(), &info)
+        .unwrap();
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0).unwrap();
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        rgb.extend_from_slice(&data[y * stride..y * stride + 3 * w]);
+    }
+    Image {
+        width: w,
+        height: h,
+        rgb,
+    }
+}
