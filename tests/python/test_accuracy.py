@@ -12,7 +12,7 @@ Asserted, on faceapi_resnet128.onnx (dlib's ResNet, Euclidean threshold 0.6), de
 * every photo yields the faces face-api finds (models/faceapi/detector_expected.json);
 * 100 % of same-face pairs (original face vs. itself in each variant) are below 0.6; a face the
   pipeline loses in a variant counts as a failed pair;
-* at least 94 % of the 231 different-face pairs (distinct faces of the original photos) are above.
+* at least 93.5 % of the 231 different-face pairs (distinct faces of the original photos) are above.
   The issue's goal is 95 %; this photo set measures 94.4-95.2 % depending on small alignment
   details (about 12 pairs of different, similar-looking people sit between 0.43 and 0.6 on this
   quantized port of dlib's model), so the assertion guards the measured level and the gap is
@@ -31,7 +31,7 @@ import accuracy as acc
 pytestmark = pytest.mark.usefixtures("facenet_plugin")
 
 SAME_RATE = 1.0
-DIFFERENT_RATE = 0.94
+DIFFERENT_RATE = 0.935  # measured 218/231 = 94.4 %; two pairs of slack
 BOX_IOU_VS_FACEAPI = 0.85  # the element's boxes vs. face-api's own (measured 0.915 .. 0.99)
 
 
