@@ -320,6 +320,17 @@ fn parse_triple(key: &str, value: &str) -> Result<[f32; 3], InvalidModel> {
 }
 
 impl ModelHints {
+    /// The name embeddings and detections are labelled with: the model's
+    /// `gst-facenet.model-name`, else its file name without extension.
+    pub fn display_name(&self, location: &str) -> String {
+        self.model_name.clone().unwrap_or_else(|| {
+            std::path::Path::new(location)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| location.to_string())
+        })
+    }
+
     pub fn from_spec_hints(hints: &BTreeMap<String, String>) -> Result<Self, InvalidModel> {
         let mut out = ModelHints::default();
         for (key, value) in hints {

@@ -113,15 +113,6 @@ impl ObjectSubclass for FaceDetect {
     type ParentType = gst_base::BaseTransform;
 }
 
-fn model_name(hints: &ModelHints, location: &str) -> String {
-    hints.model_name.clone().unwrap_or_else(|| {
-        std::path::Path::new(location)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| location.to_string())
-    })
-}
-
 /// A preprocessor configured by a model's own metadata, with fallbacks.
 fn preprocessor_for(
     width: usize,
@@ -347,7 +338,7 @@ impl BaseTransformImpl for FaceDetect {
         );
         *self.state() = Some(State {
             tensor: vec![0.0; 3 * w * h],
-            detector_name: model_name(&hints, &location),
+            detector_name: hints.display_name(&location),
             detector,
             preprocessor,
             boxes: Vec::new(),

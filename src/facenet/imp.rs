@@ -649,12 +649,7 @@ impl BaseTransformImpl for FaceNet {
         };
         let preprocessor = Preprocessor::new(pconfig.clone())
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        let model_name = hints.model_name.clone().unwrap_or_else(|| {
-            std::path::Path::new(&location)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| location.clone())
-        });
+        let model_name = hints.display_name(&location);
         let margin = f64::from(settings.margin);
         let alignment = match settings.alignment {
             AlignmentMode::DlibChip => Alignment::DlibChip,
