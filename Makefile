@@ -3,8 +3,8 @@
 #   make setup      Rust check, apt packages, pinned ONNX Runtime (.ort/), Python venv (.venv/)
 #   make fixtures   setup + fixture models (models/fixtures/out/) + reference data (tests/data/generated/)
 #   make build      cargo build --release (GST_FACENET_ORT_DYLIB = pinned ORT library)
-#   make test       setup, fixtures, build, cargo test --release, pytest tests/python
-#   make lint       cargo fmt --check; cargo clippy --all-targets --release -- -D warnings
+#   make test       setup, fixtures, build, cargo test --release (and the fault-injection tests), pytest tests/python
+#   make lint       cargo fmt --check; cargo clippy --all-targets --all-features --release -- -D warnings
 #   make demo       setup, fixtures, build, scripts/demo.sh
 #   make install    plugin into $(DESTDIR)$(PLUGINDIR)   (PREFIX, PLUGINDIR, DESTDIR honoured)
 #   make uninstall  remove it again
@@ -124,10 +124,12 @@ build: check-rust setup-apt setup-ort
 ## test ------------------------------------------------------------------------------------------
 test: setup fixtures models build check-models
 	$(CARGO) test --release
+	$(CARGO) test --release --features fault-injection --test faults
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
 
 test-rust: setup fixtures models build
 	$(CARGO) test --release
+	$(CARGO) test --release --features fault-injection --test faults
 
 test-python: setup fixtures models build
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
@@ -148,7 +150,7 @@ uninstall:
 ## lint ------------------------------------------------------------------------------------------
 lint: check-rust setup-apt setup-ort
 	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets --release -- -D warnings
+	$(CARGO) clippy --all-targets --all-features --release -- -D warnings
 
 fmt:
 	$(CARGO) fmt

@@ -293,6 +293,36 @@ impl GalleryFile {
     }
 }
 
+/// Writes `text` to `path` through a temporary file beside it and a rename: a reader (a
+/// running faceidentify) never sees a half-written gallery, and a full disk or a crash
+/// leaves the old file whole.
+pub fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the gallery path names no file"))?;
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&temporary).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    match written.and_then(|_| std::fs::rename(&temporary, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temporary);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,5 +433,27 @@ mod tests {
             let e = Gallery::from_json(&text).unwrap_err();
             assert!(e.contains(expect), "{expect}: {e}");
         }
+    }
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_keep_them_on_failure() {
+        let dir = std::env::temp_dir().join(format!("gst-facenet-atomic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("people.json");
+        write_atomically(&path, "first").unwrap();
+        write_atomically(&path, "second").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        // A directory where the file should go: the write fails, nothing is left behind.
+        let blocked = dir.join("blocked.json");
+        std::fs::create_dir_all(blocked.join("x")).unwrap();
+        assert!(write_atomically(&blocked, "third").is_err());
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -3,14 +3,16 @@
 // backend errors to GStreamer errors, and viewing a mapped video frame as a
 // preprocess::Frame.
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
 use gst::glib;
 use gst::prelude::*;
 use gst_video::prelude::*;
 
-use crate::backend::{self, BackendError, Runtime, SessionConfig};
+use crate::backend::{self, BackendError, FaceModel, Runtime, SessionConfig};
 use crate::preprocess::{Frame, PixelFormat, YuvColorimetry, YuvMatrix};
 
 static CAT_ORT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -196,15 +198,132 @@ impl EpSettings {
 
     /// The process-wide ONNX Runtime, with a bus warning when this element asked for a
     /// library other than the one already loaded.
-    pub fn runtime(&self, element: &gst::Element) -> Result<&'static Runtime, gst::ErrorMessage> {
+    pub fn runtime(&self, element: &gst::Element) -> Result<&'static Runtime, LoadFailure> {
         let library = self.onnxruntime_library.as_ref().map(PathBuf::from);
         let (runtime, note) =
-            backend::runtime(library.as_deref()).map_err(|e| error_message(&e))?;
+            backend::runtime(library.as_deref()).map_err(|e| LoadFailure::backend(&e))?;
         if let Some(note) = note {
             gst::element_warning!(element, gst::LibraryError::Settings, ("{}", note));
         }
         Ok(runtime)
     }
+}
+
+/// Why an element could not load its model: the GStreamer error start() returns, and the
+/// same words for the warning a failed hot reload posts instead.
+#[derive(Debug)]
+pub struct LoadFailure {
+    pub error: gst::ErrorMessage,
+    pub text: String,
+}
+
+impl LoadFailure {
+    pub fn new<T: gst::MessageErrorDomain>(domain: T, text: impl Into<String>) -> Self {
+        let text = text.into();
+        LoadFailure {
+            error: gst::ErrorMessage::new(&domain, Some(&text), None, file!(), "load", line!()),
+            text,
+        }
+    }
+
+    pub fn backend(err: &BackendError) -> Self {
+        LoadFailure {
+            error: error_message(err),
+            text: err.to_string(),
+        }
+    }
+}
+
+/// Hot reload bookkeeping. Each request takes a generation number; a load that finishes
+/// after a newer request, or after stop(), is thrown away instead of being swapped in.
+#[derive(Debug, Default)]
+pub struct ReloadGeneration(AtomicU64);
+
+impl ReloadGeneration {
+    pub fn begin(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Makes every load in flight stale (stop(), start()).
+    pub fn cancel(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn is_current(&self, generation: u64) -> bool {
+        self.0.load(Ordering::SeqCst) == generation
+    }
+}
+
+/// The text of a caught panic.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_string())
+}
+
+/// Runs `job` on a thread of its own, off the streaming thread. A panic there would only
+/// end that thread silently; it becomes an error on the element's bus instead.
+pub fn spawn_off_stream(element: &gst::Element, what: &str, job: impl FnOnce() + Send + 'static) {
+    let weak = element.downgrade();
+    let task = what.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("facenet-{what}"))
+        .spawn(move || {
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(job)) {
+                if let Some(element) = weak.upgrade() {
+                    gst::element_error!(
+                        element,
+                        gst::LibraryError::Failed,
+                        ("{} panicked: {}", task, panic_text(panic.as_ref()))
+                    );
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        gst::element_warning!(
+            element,
+            gst::CoreError::Thread,
+            ("cannot start a thread for {}: {}", what, e)
+        );
+    }
+}
+
+/// Runs `model`. An accelerator that fails mid-stream (a device reset, a driver fault)
+/// hands over to the CPU provider, with a warning, where `fallback-to-cpu` allows; the
+/// run is retried there, so no frame is lost to the switch.
+pub fn run_with_fallback(
+    element: &gst::Element,
+    model: &mut FaceModel,
+    input: &[f32],
+    batch: usize,
+    height: usize,
+    width: usize,
+    output: &mut [f32],
+) -> Result<(), BackendError> {
+    let failure = match model.run(input, batch, height, width, output) {
+        Ok(()) => return Ok(()),
+        Err(e) if model.can_fall_back_to_cpu() => e,
+        Err(e) => return Err(e),
+    };
+    let provider = model.active_provider().nick();
+    let cpu = model.reopen_on_cpu().map_err(|e| {
+        BackendError::Inference(format!(
+            "{failure}; reopening the model on the CPU provider failed too: {e}"
+        ))
+    })?;
+    gst::element_warning!(
+        element,
+        gst::LibraryError::Failed,
+        (
+            "the {} execution provider failed mid-stream ({}); continuing on the CPU provider (set fallback-to-cpu=false to stop instead)",
+            provider,
+            failure
+        )
+    );
+    *model = cpu;
+    model.run(input, batch, height, width, output)
 }
 
 /// Posts a backend warning (e.g. a CPU fallback) on the bus.

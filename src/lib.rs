@@ -11,6 +11,8 @@ pub mod align;
 pub mod backend;
 pub mod detection;
 pub mod draw;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod gallery;
 pub mod meta;
 pub mod preprocess;

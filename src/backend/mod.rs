@@ -254,8 +254,12 @@ pub fn runtime(
     match outcome {
         Ok(rt) => {
             let note = match &source {
+                // Paths compared as written where they no longer resolve (a library file
+                // removed after it was loaded, a path that never existed).
                 LibrarySource::Property(p) | LibrarySource::Environment(p)
-                    if std::fs::canonicalize(p).ok() != std::fs::canonicalize(&rt.library).ok() =>
+                    if std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())
+                        != std::fs::canonicalize(&rt.library)
+                            .unwrap_or_else(|_| rt.library.clone()) =>
                 {
                     Some(format!(
                         "ONNX Runtime is already loaded in this process from {}; {} is ignored (the library loads once per process)",

@@ -37,6 +37,7 @@ pub struct FaceModel {
     warnings: Vec<String>,
     bool_inputs: Vec<(String, Tensor<bool>)>,
     shape: Vec<usize>,
+    config: SessionConfig,
 }
 
 impl std::fmt::Debug for FaceModel {
@@ -307,7 +308,25 @@ impl FaceModel {
             warnings,
             bool_inputs,
             shape: Vec::with_capacity(4),
+            config: cfg.clone(),
         })
+    }
+
+    /// Whether a failure of the provider in use may hand over to the CPU provider.
+    pub fn can_fall_back_to_cpu(&self) -> bool {
+        self.config.fallback_to_cpu && self.active_provider != ExecutionProvider::Cpu
+    }
+
+    /// The same model on the CPU provider: where an accelerator failed mid-stream (a
+    /// device reset, a driver fault), the stream goes on there.
+    pub fn reopen_on_cpu(&self) -> Result<FaceModel, BackendError> {
+        let (runtime, _) = super::runtime(None)?;
+        let cfg = SessionConfig {
+            execution_provider: ExecutionProvider::Cpu,
+            device: None,
+            ..self.config.clone()
+        };
+        FaceModel::load(runtime, &cfg)
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -364,6 +383,15 @@ impl FaceModel {
         feeds.push((Cow::Borrowed(self.spec.image_input.as_str()), image.into()));
         for (name, value) in &self.bool_inputs {
             feeds.push((Cow::Borrowed(name.as_str()), value.into()));
+        }
+        #[cfg(feature = "fault-injection")]
+        if self.active_provider != ExecutionProvider::Cpu
+            && crate::fault::fires(crate::fault::Fault::ProviderRun)
+        {
+            return Err(BackendError::Inference(format!(
+                "the model run failed: the {} execution provider reported a device failure (injected fault)",
+                self.active_provider.nick()
+            )));
         }
         let outputs = self
             .session

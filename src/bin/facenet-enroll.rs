@@ -238,8 +238,12 @@ fn run(o: &Options) -> Result<(), String> {
     let gallery = gallery.ok_or("no photos were found")?;
     // Validate what we write with the reader faceidentify uses.
     gstfacenet::gallery::Gallery::from_file(gallery.clone())?;
-    std::fs::write(&o.output, gallery.to_json() + "\n")
-        .map_err(|e| format!("cannot write {}: {e}", o.output.display()))?;
+    gstfacenet::gallery::write_atomically(&o.output, &(gallery.to_json() + "\n")).map_err(|e| {
+        format!(
+            "cannot write {}: {e} (an existing gallery there is left as it was)",
+            o.output.display()
+        )
+    })?;
     println!(
         "wrote {} ({} people, model {})",
         o.output.display(),

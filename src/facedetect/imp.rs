@@ -12,7 +12,7 @@ use gst_base::subclass::prelude::*;
 use crate::align;
 use crate::backend::{DetectorModel, FaceModel, ModelHints, NormalizationKind};
 use crate::detection::{self, Detection, NmsParams, NmsScratch};
-use crate::inference::{self, EpSettings, InputFormat};
+use crate::inference::{self, EpSettings, InputFormat, LoadFailure, ReloadGeneration};
 use crate::meta::{face_detection, FaceDetectionParam};
 use crate::preprocess::{
     AffineTransform, Aspect, ChannelOrder, PreprocessConfig, Preprocessor, SourceRect,
@@ -75,6 +75,9 @@ struct Landmarker {
 }
 
 struct State {
+    /// The model-location and landmark-model-location this state was loaded from.
+    location: String,
+    landmark_location: Option<String>,
     detector: DetectorModel,
     detector_name: String,
     preprocessor: Preprocessor,
@@ -94,6 +97,7 @@ struct State {
 pub struct FaceDetect {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    reload: ReloadGeneration,
 }
 
 impl FaceDetect {
@@ -205,8 +209,18 @@ impl ObjectImpl for FaceDetect {
                 .filter(|p| !p.is_empty())
         };
         match pspec.name() {
-            "model-location" => s.model_location = path(value),
-            "landmark-model-location" => s.landmark_model_location = path(value),
+            name @ ("model-location" | "landmark-model-location") => {
+                if name == "model-location" {
+                    s.model_location = path(value);
+                } else {
+                    s.landmark_model_location = path(value);
+                }
+                let running = self.state().is_some();
+                drop(s);
+                if running {
+                    self.reload_model();
+                }
+            }
             "min-confidence" => s.min_confidence = value.get().expect("type checked upstream"),
             "iou-threshold" => s.iou_threshold = value.get().expect("type checked upstream"),
             "max-faces" => s.max_faces = value.get().expect("type checked upstream"),
@@ -266,94 +280,15 @@ impl BaseTransformImpl for FaceDetect {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.reload.cancel();
         let settings = self.settings().clone();
-        let Some(location) = settings.model_location.clone() else {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("model-location is not set: give the path of an ONNX face detector, e.g. facedetect model-location=models/out/faceapi_ssd_mobilenetv1.onnx")
-            ));
-        };
-        let element = self.obj();
-        let runtime = settings.ep.runtime(element.upcast_ref())?;
-        let detector = DetectorModel::load(runtime, &settings.ep.session_config(&location, None))
-            .map_err(|e| inference::error_message(&e))?;
-        inference::post_warnings(element.upcast_ref(), detector.warnings());
-        let hints = ModelHints::from_spec_hints(detector.hints())
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e)))?;
-        let (w, h) = detector.input_size();
-        let legacy_resize = detector
-            .hints()
-            .get("resize")
-            .is_some_and(|r| r.trim() == "bilinear-legacy");
-        let preprocessor =
-            preprocessor_for(w, h, detector.layout(), &hints, DETECTOR_MEAN, DETECTOR_STD)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-
-        let landmarker = match &settings.landmark_model_location {
-            None => None,
-            Some(lm_location) => {
-                let model =
-                    FaceModel::load(runtime, &settings.ep.session_config(lm_location, None))
-                        .map_err(|e| inference::error_message(&e))?;
-                inference::post_warnings(element.upcast_ref(), model.warnings());
-                let spec = model.spec().clone();
-                if spec.embedding_dim != 136 {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::Settings,
-                        (
-                            "{} outputs {} values per face; a 68-point landmark model outputs 136 (x, y pairs)",
-                            lm_location,
-                            spec.embedding_dim
-                        )
-                    ));
-                }
-                let lm_hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
-                    gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", lm_location, e))
-                })?;
-                let (lw, lh) = (spec.width.or(112), spec.height.or(112));
-                let preprocessor =
-                    preprocessor_for(lw, lh, spec.layout, &lm_hints, LANDMARK_MEAN, LANDMARK_STD)
-                        .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-                Some(Landmarker {
-                    model,
-                    preprocessor,
-                    tensor: Vec::new(),
-                    output: Vec::new(),
-                    regions: Vec::new(),
-                })
-            }
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "detector {} ({}x{}) on {}, landmarks: {}",
-            location,
-            w,
-            h,
-            detector.active_provider().nick(),
-            settings
-                .landmark_model_location
-                .as_deref()
-                .unwrap_or("none")
-        );
-        *self.state() = Some(State {
-            tensor: vec![0.0; 3 * w * h],
-            detector_name: hints.display_name(&location),
-            detector,
-            preprocessor,
-            boxes: Vec::new(),
-            scores: Vec::new(),
-            scratch: NmsScratch::default(),
-            faces: Vec::new(),
-            landmarker,
-            legacy_resize,
-            input: None,
-            frames_since_detection: None,
-        });
+        let state = self.load_state(&settings).map_err(|f| f.error)?;
+        *self.state() = Some(state);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.reload.cancel();
         *self.state() = None;
         Ok(())
     }
@@ -440,6 +375,173 @@ impl BaseTransformImpl for FaceDetect {
 }
 
 impl FaceDetect {
+    /// Hot reload, as in `facenet`: the detector and landmark models `model-location` and
+    /// `landmark-model-location` now name load on a thread of their own while the old ones
+    /// keep serving; a failure keeps them (and the properties pointing at them) and warns;
+    /// success posts a `facedetect-model-loaded` message.
+    fn reload_model(&self) {
+        let generation = self.reload.begin();
+        let settings = self.settings().clone();
+        let requested = settings.model_location.clone().unwrap_or_default();
+        let element = self.obj().clone();
+        gst::info!(
+            CAT,
+            imp = self,
+            "loading {} to replace the running detector",
+            requested
+        );
+        inference::spawn_off_stream(self.obj().upcast_ref(), "model-reload", move || {
+            let imp = element.imp();
+            let started = std::time::Instant::now();
+            let loaded = imp.load_state(&settings);
+            let mut guard = imp.state();
+            if !imp.reload.is_current(generation) {
+                return;
+            }
+            let Some(running) = guard.as_mut() else {
+                return;
+            };
+            match loaded {
+                Ok(mut state) => {
+                    state.input = running.input.take();
+                    let previous = std::mem::replace(running, state);
+                    let model = running.detector_name.clone();
+                    drop(guard);
+                    let s = gst::Structure::builder("facedetect-model-loaded")
+                        .field("location", requested.as_str())
+                        .field("model", model.as_str())
+                        .field(
+                            "landmark-location",
+                            settings.landmark_model_location.as_deref(),
+                        )
+                        .field("previous-location", previous.location.as_str())
+                        .field(
+                            "load-time",
+                            gst::ClockTime::from_nseconds(started.elapsed().as_nanos() as u64),
+                        )
+                        .build();
+                    drop(previous);
+                    let _ = element
+                        .post_message(gst::message::Element::builder(s).src(&element).build());
+                }
+                Err(failure) => {
+                    let serving = running.location.clone();
+                    let serving_landmarks = running.landmark_location.clone();
+                    drop(guard);
+                    {
+                        let mut s = imp.settings();
+                        if s.model_location == settings.model_location
+                            && s.landmark_model_location == settings.landmark_model_location
+                        {
+                            s.model_location = Some(serving.clone());
+                            s.landmark_model_location = serving_landmarks;
+                        }
+                    }
+                    gst::element_imp_warning!(
+                        imp,
+                        gst::ResourceError::OpenRead,
+                        (
+                            "cannot switch to detector {}: {}; still running {}",
+                            requested,
+                            failure.text,
+                            serving
+                        )
+                    );
+                }
+            }
+        });
+    }
+
+    /// Loads the detector (and landmark model) `settings` name; start() and hot reloads
+    /// (off the streaming thread) share it.
+    fn load_state(&self, settings: &Settings) -> Result<State, LoadFailure> {
+        let Some(location) = settings.model_location.clone() else {
+            return Err(LoadFailure::new(
+                gst::LibraryError::Settings,
+                "model-location is not set: give the path of an ONNX face detector, e.g. facedetect model-location=models/out/faceapi_ssd_mobilenetv1.onnx",
+            ));
+        };
+        let element = self.obj();
+        let runtime = settings.ep.runtime(element.upcast_ref())?;
+        let detector = DetectorModel::load(runtime, &settings.ep.session_config(&location, None))
+            .map_err(|e| LoadFailure::backend(&e))?;
+        inference::post_warnings(element.upcast_ref(), detector.warnings());
+        let hints = ModelHints::from_spec_hints(detector.hints()).map_err(|e| {
+            LoadFailure::new(gst::ResourceError::Settings, format!("{location}: {e}"))
+        })?;
+        let (w, h) = detector.input_size();
+        let legacy_resize = detector
+            .hints()
+            .get("resize")
+            .is_some_and(|r| r.trim() == "bilinear-legacy");
+        let preprocessor =
+            preprocessor_for(w, h, detector.layout(), &hints, DETECTOR_MEAN, DETECTOR_STD)
+                .map_err(|e| LoadFailure::new(gst::LibraryError::Settings, e))?;
+
+        let landmarker = match &settings.landmark_model_location {
+            None => None,
+            Some(lm_location) => {
+                let model =
+                    FaceModel::load(runtime, &settings.ep.session_config(lm_location, None))
+                        .map_err(|e| LoadFailure::backend(&e))?;
+                inference::post_warnings(element.upcast_ref(), model.warnings());
+                let spec = model.spec().clone();
+                if spec.embedding_dim != 136 {
+                    return Err(LoadFailure::new(
+                        gst::ResourceError::Settings,
+                        format!(
+                            "{} outputs {} values per face; a 68-point landmark model outputs 136 (x, y pairs)",
+                            lm_location, spec.embedding_dim
+                        ),
+                    ));
+                }
+                let lm_hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
+                    LoadFailure::new(gst::ResourceError::Settings, format!("{lm_location}: {e}"))
+                })?;
+                let (lw, lh) = (spec.width.or(112), spec.height.or(112));
+                let preprocessor =
+                    preprocessor_for(lw, lh, spec.layout, &lm_hints, LANDMARK_MEAN, LANDMARK_STD)
+                        .map_err(|e| LoadFailure::new(gst::LibraryError::Settings, e))?;
+                Some(Landmarker {
+                    model,
+                    preprocessor,
+                    tensor: Vec::new(),
+                    output: Vec::new(),
+                    regions: Vec::new(),
+                })
+            }
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "detector {} ({}x{}) on {}, landmarks: {}",
+            location,
+            w,
+            h,
+            detector.active_provider().nick(),
+            settings
+                .landmark_model_location
+                .as_deref()
+                .unwrap_or("none")
+        );
+        Ok(State {
+            detector_name: hints.display_name(&location),
+            location,
+            tensor: vec![0.0; 3 * w * h],
+            detector,
+            preprocessor,
+            boxes: Vec::new(),
+            scores: Vec::new(),
+            scratch: NmsScratch::default(),
+            faces: Vec::new(),
+            landmarker,
+            legacy_resize,
+            input: None,
+            frames_since_detection: None,
+            landmark_location: settings.landmark_model_location.clone(),
+        })
+    }
+
     /// Runs the detector (and landmarks) on `frame`, leaving the faces in `state.faces`.
     fn detect(
         &self,

@@ -77,8 +77,14 @@ struct LoadedGallery {
     checked: Instant,
 }
 
+/// A gallery file that changed on disk is read and parsed on a thread of its own; the
+/// streaming thread picks the outcome up at the next frame.
+type PendingGallery = Arc<Mutex<Option<Result<LoadedGallery, String>>>>;
+
 struct State {
     gallery: LoadedGallery,
+    /// Set while a background load runs: its outcome lands here.
+    pending: Option<PendingGallery>,
     results: Option<(String, BufWriter<Box<dyn Write + Send>>)>,
     /// The embedding model already checked against the gallery.
     checked_model: Option<String>,
@@ -185,9 +191,13 @@ impl ObjectImpl for FaceIdentify {
                     .filter(|p| !p.is_empty());
                 let path = s.gallery.clone();
                 drop(s);
-                // While running, a new value (even the same path) reloads now.
-                if let (Some(path), Some(state)) = (path, self.state().as_mut()) {
-                    self.reload(state, &PathBuf::from(path));
+                // While running, a new value (even the same path) reloads now, on the
+                // caller's thread; the streaming thread only waits for the swap.
+                if let Some(path) = path.filter(|_| self.state().is_some()) {
+                    let loaded = load_gallery(&PathBuf::from(&path));
+                    if let Some(state) = self.state().as_mut() {
+                        self.apply_reload(state, loaded);
+                    }
                 }
             }
             "metric" => s.metric = value.get().expect("type checked upstream"),
@@ -292,6 +302,8 @@ impl BaseTransformImpl for FaceIdentify {
                         ("cannot create results-location {}: {}", location, e)
                     )
                 })?;
+                #[cfg(feature = "fault-injection")]
+                let file = crate::fault::FaultyWriter(file);
                 Some((
                     location.to_string(),
                     BufWriter::new(Box::new(file) as Box<dyn Write + Send>),
@@ -300,6 +312,7 @@ impl BaseTransformImpl for FaceIdentify {
         };
         *self.state() = Some(State {
             gallery,
+            pending: None,
             results,
             checked_model: None,
         });
@@ -309,12 +322,15 @@ impl BaseTransformImpl for FaceIdentify {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         if let Some(mut state) = self.state().take() {
             if let Some((location, mut w)) = state.results.take() {
-                w.flush().map_err(|e| {
-                    gst::error_msg!(
+                // Reported, not returned: a failed flush must not keep the element from
+                // reaching NULL.
+                if let Err(e) = w.flush() {
+                    gst::element_imp_error!(
+                        self,
                         gst::ResourceError::Write,
                         ("cannot write results to {}: {}", location, e)
-                    )
-                })?;
+                    );
+                }
             }
         }
         Ok(())
@@ -324,11 +340,32 @@ impl BaseTransformImpl for FaceIdentify {
         let settings = self.settings().clone();
         let mut guard = self.state();
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        if state.gallery.checked.elapsed() >= RELOAD_CHECK {
+        let finished = state
+            .pending
+            .as_ref()
+            .and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(loaded) = finished {
+            state.pending = None;
+            // Unless the gallery property named another file meanwhile.
+            let same_file = match &loaded {
+                Ok(l) => l.path == state.gallery.path,
+                Err(_) => true,
+            };
+            if same_file {
+                self.apply_reload(state, loaded);
+            }
+        }
+        if state.pending.is_none() && state.gallery.checked.elapsed() >= RELOAD_CHECK {
             state.gallery.checked = Instant::now();
             if modified(&state.gallery.path) != state.gallery.modified {
+                let pending = PendingGallery::default();
+                state.pending = Some(pending.clone());
                 let path = state.gallery.path.clone();
-                self.reload(state, &path);
+                gst::debug!(CAT, imp = self, "{} changed: reloading", path.display());
+                inference::spawn_off_stream(self.obj().upcast_ref(), "gallery-reload", move || {
+                    let loaded = load_gallery(&path);
+                    *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(loaded);
+                });
             }
         }
         let gallery = state.gallery.gallery.clone();
@@ -434,15 +471,29 @@ impl BaseTransformImpl for FaceIdentify {
         if let Some((location, writer)) = state.results.as_mut() {
             let line = results_line(buf.pts(), running_time, &faces);
             if let Err(e) = writeln!(writer, "{line}").and_then(|_| writer.flush()) {
+                let full = e.kind() == std::io::ErrorKind::StorageFull;
+                let fix = if full {
+                    ": free space on that disk or point results-location at another one"
+                } else {
+                    ""
+                };
+                let domain = if full {
+                    gst::ResourceError::NoSpaceLeft
+                } else {
+                    gst::ResourceError::Write
+                };
                 gst::element_imp_error!(
                     self,
-                    gst::ResourceError::Write,
+                    domain,
                     (
-                        "cannot write results to {}: {} (results written so far are kept)",
+                        "cannot write results to {}: {} (results written so far are kept){}",
                         location,
-                        e
+                        e,
+                        fix
                     )
                 );
+                // Whole lines already on disk stay; the unwritten rest is not retried.
+                state.results = None;
                 return Err(gst::FlowError::Error);
             }
         }
@@ -505,10 +556,11 @@ fn results_line(
 }
 
 impl FaceIdentify {
-    /// Replaces the gallery with the file's current content; a file that does not parse
-    /// (e.g. half written) keeps the old gallery and posts a warning.
-    fn reload(&self, state: &mut State, path: &PathBuf) {
-        match load_gallery(path) {
+    /// Swaps in a reloaded gallery; a file that did not parse (e.g. half written) keeps the
+    /// old gallery and posts a warning.
+    fn apply_reload(&self, state: &mut State, loaded: Result<LoadedGallery, String>) {
+        let path = state.gallery.path.clone();
+        match loaded {
             Ok(loaded) => {
                 gst::info!(
                     CAT,
@@ -522,7 +574,7 @@ impl FaceIdentify {
             }
             Err(e) => {
                 // Retry on the next change only.
-                state.gallery.modified = modified(path);
+                state.gallery.modified = modified(&path);
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Read,

@@ -13,7 +13,7 @@ use gst_video::prelude::*;
 
 use crate::align::{self, Alignment, FaceRegion};
 use crate::backend::{self, FaceModel, ModelHints, NormalizationKind};
-use crate::inference::{self, EpSettings, InputFormat};
+use crate::inference::{self, EpSettings, InputFormat, LoadFailure, ReloadGeneration};
 use crate::meta::EmbeddingMeta;
 use crate::meta::{FaceDetectionParam, ROI_EMBEDDING_PARAM};
 use crate::preprocess::{self, AffineTransform, PreprocessConfig, Preprocessor};
@@ -283,6 +283,8 @@ struct Effective {
 }
 
 struct State {
+    /// The model-location this state was loaded from.
+    location: String,
     model: FaceModel,
     model_name: String,
     preprocessor: Preprocessor,
@@ -313,6 +315,7 @@ pub struct FaceNet {
     state: Mutex<Option<State>>,
     /// Model runs since the element started (a batch of faces is one run).
     model_runs: AtomicU64,
+    reload: ReloadGeneration,
 }
 
 impl FaceNet {
@@ -476,7 +479,14 @@ impl ObjectImpl for FaceNet {
                 .filter(|s| !s.is_empty())
         };
         match pspec.name() {
-            "model-location" => settings.model_location = optional_string(value),
+            "model-location" => {
+                settings.model_location = optional_string(value);
+                let running = self.state().is_some();
+                drop(settings);
+                if running {
+                    self.reload_model();
+                }
+            }
             "input-size" => settings.input_size = value.get().expect("type checked upstream"),
             "aspect" => settings
                 .aspect
@@ -598,107 +608,15 @@ impl BaseTransformImpl for FaceNet {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         self.model_runs.store(0, Ordering::Relaxed);
+        self.reload.cancel();
         let settings = self.settings().clone();
-        if let Some(e) = &settings.numbers_error {
-            return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
-        }
-        let Some(location) = settings.model_location.clone() else {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx")
-            ));
-        };
-        let element = self.obj();
-        let runtime = settings.ep.runtime(element.upcast_ref())?;
-        gst::info!(
-            CAT,
-            imp = self,
-            "ONNX Runtime {} from {}",
-            runtime.version,
-            runtime.library.display()
-        );
-        let config = settings
-            .ep
-            .session_config(&location, settings.output_name.clone());
-        let model = FaceModel::load(runtime, &config).map_err(|e| inference::error_message(&e))?;
-        inference::post_warnings(element.upcast_ref(), model.warnings());
-        let spec = model.spec().clone();
-        let hints = ModelHints::from_spec_hints(&spec.hints)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{}: {}", location, e)))?;
-
-        let effective = Effective {
-            aspect: settings.aspect.resolve(hints.aspect.map(Into::into)),
-            normalization: settings
-                .normalization
-                .resolve(hints.normalization.map(Into::into)),
-            mean: settings.mean.resolve(hints.mean.map(|m| m.map(f64::from))),
-            std: settings.std.resolve(hints.std.map(|m| m.map(f64::from))),
-            channel_order: settings
-                .channel_order
-                .resolve(hints.channel_order.map(Into::into)),
-        };
-        let size = settings.input_size as usize;
-        let pconfig = PreprocessConfig {
-            width: spec.width.or(size),
-            height: spec.height.or(size),
-            aspect: effective.aspect.into(),
-            layout: spec.layout,
-            channel_order: effective.channel_order.into(),
-            normalization: NormalizationKind::from(effective.normalization)
-                .with_numbers(to_f32(effective.mean), to_f32(effective.std)),
-        };
-        let preprocessor = Preprocessor::new(pconfig.clone())
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        let model_name = hints.display_name(&location);
-        let margin = f64::from(settings.margin);
-        let alignment = match settings.alignment {
-            AlignmentMode::DlibChip => Alignment::DlibChip,
-            AlignmentMode::ArcFace => Alignment::ArcFace,
-            AlignmentMode::Margin => Alignment::Margin(margin),
-            AlignmentMode::Auto => spec
-                .hints
-                .get("alignment")
-                .and_then(|h| Alignment::from_hint(h, margin))
-                .unwrap_or_else(|| {
-                    Alignment::guess_for_input(pconfig.width, pconfig.height, margin)
-                }),
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "model {} ({}): input '{}' {:?} {}x{}, output '{}' of {} values, on {}; {:?}; region {:?}, alignment {:?}",
-            model_name,
-            location,
-            spec.image_input,
-            spec.layout,
-            pconfig.width,
-            pconfig.height,
-            spec.output,
-            spec.embedding_dim,
-            model.active_provider().nick(),
-            effective,
-            settings.inference_region,
-            alignment
-        );
-        *self.state() = Some(State {
-            tensor: vec![0.0; pconfig.tensor_len()],
-            output: vec![0.0; spec.embedding_dim],
-            model,
-            model_name,
-            preprocessor,
-            model_l2_normalized: spec
-                .hints
-                .get("l2-normalized")
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
-            input: None,
-            effective,
-            alignment,
-            faces: Vec::new(),
-        });
+        let state = self.load_state(&settings).map_err(|f| f.error)?;
+        *self.state() = Some(state);
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.reload.cancel();
         // Dropping the state releases the ONNX Runtime session.
         *self.state() = None;
         Ok(())
@@ -721,6 +639,10 @@ impl BaseTransformImpl for FaceNet {
             let s = self.settings();
             (s.l2_normalize, s.post_messages, s.inference_region)
         };
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::fires(crate::fault::Fault::PanicInTransform) {
+            panic!("injected fault: facenet panicked on a frame");
+        }
         if region == InferenceRegion::RoiList {
             return self.embed_regions(buf);
         }
@@ -753,7 +675,16 @@ impl BaseTransformImpl for FaceNet {
         let dim = state.model.spec().embedding_dim;
         state.output.resize(dim, 0.0);
         self.model_runs.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = state.model.run(&state.tensor, 1, h, w, &mut state.output) {
+        let element = self.obj();
+        if let Err(e) = inference::run_with_fallback(
+            element.upcast_ref(),
+            &mut state.model,
+            &state.tensor,
+            1,
+            h,
+            w,
+            &mut state.output,
+        ) {
             gst::error!(CAT, imp = self, "{}", e);
             self.post_error_message(inference::error_message(&e));
             return Err(gst::FlowError::Error);
@@ -783,6 +714,191 @@ impl BaseTransformImpl for FaceNet {
 }
 
 impl FaceNet {
+    /// Hot reload: the model `model-location` now names loads on a thread of its own while
+    /// the old one keeps serving frames, then the two swap between frames. A model that
+    /// fails to load leaves the old one in place (and `model-location` pointing back at
+    /// it) with a warning on the bus; success posts a `facenet-model-loaded` message.
+    fn reload_model(&self) {
+        let generation = self.reload.begin();
+        let settings = self.settings().clone();
+        let requested = settings.model_location.clone().unwrap_or_default();
+        let element = self.obj().clone();
+        gst::info!(
+            CAT,
+            imp = self,
+            "loading {} to replace the running model",
+            requested
+        );
+        inference::spawn_off_stream(self.obj().upcast_ref(), "model-reload", move || {
+            let imp = element.imp();
+            #[cfg(feature = "fault-injection")]
+            if crate::fault::fires(crate::fault::Fault::PanicInReload) {
+                panic!("injected fault: the model loader panicked");
+            }
+            let started = std::time::Instant::now();
+            let loaded = imp.load_state(&settings);
+            let mut guard = imp.state();
+            // Superseded by a newer request, or the element stopped meanwhile.
+            if !imp.reload.is_current(generation) {
+                return;
+            }
+            let Some(running) = guard.as_mut() else {
+                return;
+            };
+            match loaded {
+                Ok(mut state) => {
+                    state.input = running.input.take();
+                    let previous = std::mem::replace(running, state);
+                    let model = running.model_name.clone();
+                    drop(guard);
+                    gst::info!(
+                        CAT,
+                        imp = imp,
+                        "now running {} ({}), loaded in {:?}",
+                        requested,
+                        model,
+                        started.elapsed()
+                    );
+                    let s = gst::Structure::builder("facenet-model-loaded")
+                        .field("location", requested.as_str())
+                        .field("model", model.as_str())
+                        .field("previous-location", previous.location.as_str())
+                        .field(
+                            "load-time",
+                            gst::ClockTime::from_nseconds(started.elapsed().as_nanos() as u64),
+                        )
+                        .build();
+                    drop(previous);
+                    let _ = element
+                        .post_message(gst::message::Element::builder(s).src(&element).build());
+                }
+                Err(failure) => {
+                    let serving = running.location.clone();
+                    drop(guard);
+                    {
+                        let mut s = imp.settings();
+                        if s.model_location.as_deref() == Some(requested.as_str()) {
+                            s.model_location = Some(serving.clone());
+                        }
+                    }
+                    gst::element_imp_warning!(
+                        imp,
+                        gst::ResourceError::OpenRead,
+                        (
+                            "cannot switch to model {}: {}; still running {}",
+                            requested,
+                            failure.text,
+                            serving
+                        )
+                    );
+                }
+            }
+        });
+    }
+
+    /// Loads the model `settings` name and prepares everything a frame needs; start() and
+    /// hot reloads (off the streaming thread) share it.
+    fn load_state(&self, settings: &Settings) -> Result<State, LoadFailure> {
+        if let Some(e) = &settings.numbers_error {
+            return Err(LoadFailure::new(gst::LibraryError::Settings, e.clone()));
+        }
+        let Some(location) = settings.model_location.clone() else {
+            return Err(LoadFailure::new(
+                gst::LibraryError::Settings,
+                "model-location is not set: give the path of an ONNX face-embedding model, e.g. facenet model-location=models/out/faceapi_resnet128.onnx",
+            ));
+        };
+        let element = self.obj();
+        let runtime = settings.ep.runtime(element.upcast_ref())?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "ONNX Runtime {} from {}",
+            runtime.version,
+            runtime.library.display()
+        );
+        let config = settings
+            .ep
+            .session_config(&location, settings.output_name.clone());
+        let model = FaceModel::load(runtime, &config).map_err(|e| LoadFailure::backend(&e))?;
+        inference::post_warnings(element.upcast_ref(), model.warnings());
+        let spec = model.spec().clone();
+        let hints = ModelHints::from_spec_hints(&spec.hints).map_err(|e| {
+            LoadFailure::new(gst::ResourceError::Settings, format!("{location}: {e}"))
+        })?;
+
+        let effective = Effective {
+            aspect: settings.aspect.resolve(hints.aspect.map(Into::into)),
+            normalization: settings
+                .normalization
+                .resolve(hints.normalization.map(Into::into)),
+            mean: settings.mean.resolve(hints.mean.map(|m| m.map(f64::from))),
+            std: settings.std.resolve(hints.std.map(|m| m.map(f64::from))),
+            channel_order: settings
+                .channel_order
+                .resolve(hints.channel_order.map(Into::into)),
+        };
+        let size = settings.input_size as usize;
+        let pconfig = PreprocessConfig {
+            width: spec.width.or(size),
+            height: spec.height.or(size),
+            aspect: effective.aspect.into(),
+            layout: spec.layout,
+            channel_order: effective.channel_order.into(),
+            normalization: NormalizationKind::from(effective.normalization)
+                .with_numbers(to_f32(effective.mean), to_f32(effective.std)),
+        };
+        let preprocessor = Preprocessor::new(pconfig.clone())
+            .map_err(|e| LoadFailure::new(gst::LibraryError::Settings, e.to_string()))?;
+        let model_name = hints.display_name(&location);
+        let margin = f64::from(settings.margin);
+        let alignment = match settings.alignment {
+            AlignmentMode::DlibChip => Alignment::DlibChip,
+            AlignmentMode::ArcFace => Alignment::ArcFace,
+            AlignmentMode::Margin => Alignment::Margin(margin),
+            AlignmentMode::Auto => spec
+                .hints
+                .get("alignment")
+                .and_then(|h| Alignment::from_hint(h, margin))
+                .unwrap_or_else(|| {
+                    Alignment::guess_for_input(pconfig.width, pconfig.height, margin)
+                }),
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {} ({}): input '{}' {:?} {}x{}, output '{}' of {} values, on {}; {:?}; region {:?}, alignment {:?}",
+            model_name,
+            location,
+            spec.image_input,
+            spec.layout,
+            pconfig.width,
+            pconfig.height,
+            spec.output,
+            spec.embedding_dim,
+            model.active_provider().nick(),
+            effective,
+            settings.inference_region,
+            alignment
+        );
+        Ok(State {
+            location,
+            tensor: vec![0.0; pconfig.tensor_len()],
+            output: vec![0.0; spec.embedding_dim],
+            model,
+            model_name,
+            preprocessor,
+            model_l2_normalized: spec
+                .hints
+                .get("l2-normalized")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            input: None,
+            effective,
+            alignment,
+            faces: Vec::new(),
+        })
+    }
+
     /// Region mode: every face ROI of the buffer, prepared for the model's convention
     /// straight from the frame, embedded in one batched run (face by face for models with
     /// a fixed batch of 1); each ROI gets a `facenet-embedding` param.
@@ -886,15 +1002,25 @@ impl FaceNet {
             return Err(gst::FlowError::Error);
         }
 
+        let element = self.obj();
+        let element: &gst::Element = element.upcast_ref();
         let run = if state.model.supports_batches() {
             self.model_runs.fetch_add(1, Ordering::Relaxed);
-            state
-                .model
-                .run(&state.tensor, images, h, w, &mut state.output)
+            inference::run_with_fallback(
+                element,
+                &mut state.model,
+                &state.tensor,
+                images,
+                h,
+                w,
+                &mut state.output,
+            )
         } else {
             (0..images).try_for_each(|i| {
                 self.model_runs.fetch_add(1, Ordering::Relaxed);
-                state.model.run(
+                inference::run_with_fallback(
+                    element,
+                    &mut state.model,
                     &state.tensor[i * per_face..(i + 1) * per_face],
                     1,
                     h,

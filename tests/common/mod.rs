@@ -161,3 +161,51 @@ pub fn sample_photo(name: &str) -> PathBuf {
 pub fn repo_file(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
+
+/// The embeddings facenet posted (`post-messages=true`), in bus order.
+pub fn embedding_messages(messages: &[gst::Message]) -> Vec<gstfacenet::EmbeddingMeta> {
+    messages
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Element(e) => e
+                .structure()
+                .filter(|s| s.name() == "facenet-embedding")
+                .map(|s| gstfacenet::EmbeddingMeta::from_structure(s).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// sample1.jpg (a group photo) as `buffers` frames through facedetect and facenet
+/// (roi-list), then `tail`.
+pub fn faces_pipeline(tail: &str, buffers: u32) -> String {
+    format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! \
+         imagefreeze num-buffers={buffers} ! \
+         facedetect model-location={} ! \
+         facenet model-location={} inference-region=roi-list post-messages=true {tail}",
+        sample_photo("sample1.jpg").display(),
+        model("faceapi_ssd_mobilenetv1.onnx"),
+        model("faceapi_resnet128.onnx"),
+    )
+}
+
+/// A gallery of the faces of sample1 as the pipeline embeds them, labelled person-0, ...
+pub fn gallery_of_sample1(path: &std::path::Path) {
+    let messages = run_pipeline(&faces_pipeline("! fakesink", 1));
+    let faces = embedding_messages(&messages);
+    assert!(faces.len() >= 2, "sample1 has several faces");
+    let mut file = gstfacenet::gallery::GalleryFile::new(
+        &faces[0].model,
+        faces[0].embedding.len(),
+        faces[0].l2_normalized,
+    );
+    for (i, face) in faces.iter().enumerate() {
+        file.people.push(gstfacenet::gallery::Person {
+            label: format!("person-{i}"),
+            embeddings: vec![face.embedding.clone()],
+            sources: Vec::new(),
+        });
+    }
+    std::fs::write(path, file.to_json()).unwrap();
+}
