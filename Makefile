@@ -6,8 +6,9 @@
 #   make test       setup, fixtures, build, cargo test --release (and the fault-injection tests), pytest tests/python
 #   make lint       cargo fmt --check; cargo clippy --all-targets --all-features --release -- -D warnings
 #   make demo       setup, fixtures, build, scripts/demo.sh
-#   make install    plugin into $(DESTDIR)$(PLUGINDIR)   (PREFIX, PLUGINDIR, DESTDIR honoured)
+#   make install    plugin, ONNX Runtime, facenet-enroll (PREFIX, PLUGINDIR, BINDIR, DESTDIR honoured)
 #   make uninstall  remove it again
+#   make deb        Debian package (target/deb/gstreamer1.0-facenet_*.deb)
 #   make clean      build outputs and generated test data; `make distclean` also .venv .ort .cache
 
 SHELL := /bin/bash
@@ -63,7 +64,7 @@ PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pl
 GST_TEST_ENV := GST_PLUGIN_PATH=$(CURDIR)/target/release GST_REGISTRY_1_0=$(CURDIR)/target/gst-registry.bin
 
 .PHONY: models check-models all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
-        demo install uninstall lint fmt clean distclean print-env
+        demo install uninstall deb lint fmt clean distclean print-env
 
 all: build
 
@@ -139,13 +140,31 @@ demo: setup models build
 	$(GST_TEST_ENV) scripts/demo.sh
 
 ## install ---------------------------------------------------------------------------------------
-install:
-	@if [ ! -f "$(PLUGIN_SO)" ]; then $(MAKE) build; fi
-	install -d "$(DESTDIR)$(PLUGINDIR)"
-	install -m 0644 "$(PLUGIN_SO)" "$(DESTDIR)$(PLUGINDIR)/libgstfacenet.so"
+# The plugin into PLUGINDIR; the pinned ONNX Runtime (with its OpenVINO provider) into
+# gst-facenet/ beside PLUGINDIR, where the plugin looks for it (src/backend/mod.rs), outside
+# the plugin folder so GStreamer's plugin scanner leaves it alone; facenet-enroll into
+# PREFIX/bin. DESTDIR stages everything (packaging, tests/python/test_install.py).
+PLUGINDIR_CLEAN := $(patsubst %/,%,$(PLUGINDIR))
+ORT_INSTALL_DIR := $(dir $(PLUGINDIR_CLEAN))gst-facenet
+BINDIR          ?= $(PREFIX)/bin
+ENROLL_BIN      := $(CURDIR)/target/release/facenet-enroll
+
+install: setup-ort
+	@if [ ! -f "$(PLUGIN_SO)" ] || [ ! -f "$(ENROLL_BIN)" ]; then $(MAKE) build; fi
+	install -d "$(DESTDIR)$(PLUGINDIR_CLEAN)" "$(DESTDIR)$(ORT_INSTALL_DIR)" "$(DESTDIR)$(BINDIR)"
+	install -m 0644 "$(PLUGIN_SO)" "$(DESTDIR)$(PLUGINDIR_CLEAN)/libgstfacenet.so"
+	install -m 0755 "$(ENROLL_BIN)" "$(DESTDIR)$(BINDIR)/facenet-enroll"
+	cp -P --preserve=mode "$(ORT_LIB_DIR)"/*.so* "$(DESTDIR)$(ORT_INSTALL_DIR)/"
+	@echo "installed: $(DESTDIR)$(PLUGINDIR_CLEAN)/libgstfacenet.so, ONNX Runtime in $(DESTDIR)$(ORT_INSTALL_DIR)"
 
 uninstall:
-	rm -f "$(DESTDIR)$(PLUGINDIR)/libgstfacenet.so"
+	rm -f "$(DESTDIR)$(PLUGINDIR_CLEAN)/libgstfacenet.so" "$(DESTDIR)$(BINDIR)/facenet-enroll"
+	rm -rf "$(DESTDIR)$(ORT_INSTALL_DIR)"
+
+# A Debian package of the plugin, ONNX Runtime and facenet-enroll: target/deb/*.deb.
+# DEB_COMPRESSION=none|gzip|xz (default xz).
+deb: build
+	scripts/build-deb.sh
 
 ## lint ------------------------------------------------------------------------------------------
 lint: check-rust setup-apt setup-ort

@@ -26,6 +26,10 @@ mod inference;
 pub use meta::EmbeddingMeta;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Statically registered (tests, facenet-enroll) there is no file.
+    if let Some(file) = plugin.filename() {
+        backend::set_installed_from(&file);
+    }
     meta::register();
     inference::register_onnxruntime_log();
     facenet::register(plugin)?;

@@ -18,7 +18,8 @@ pub use session::{FaceModel, SessionConfig};
 
 /// What to tell a user who has no ONNX Runtime library.
 pub const INSTALL_HINT: &str = "run `make setup` in the gst-facenet source tree (it extracts the pinned \
-onnxruntime-openvino wheel from PyPI into .ort/), or point the ORT_DYLIB_PATH environment variable or the \
+onnxruntime-openvino wheel from PyPI into .ort/), or install the plugin with `make install` or its Debian \
+package (they put ONNX Runtime in gst-facenet/ beside the GStreamer plugin folder), or point the ORT_DYLIB_PATH environment variable or the \
 element's onnxruntime-library property at a libonnxruntime.so (ONNX Runtime 1.17 or newer), e.g. the one in \
 the onnxruntime, onnxruntime-openvino or onnxruntime-gpu Python wheels (onnxruntime/capi/)";
 
@@ -108,17 +109,39 @@ impl Runtime {
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
+/// Where `make install` (and the Debian package) put ONNX Runtime for this build: a
+/// `gst-facenet` folder beside the GStreamer plugin folder, e.g.
+/// `/usr/lib/x86_64-linux-gnu/gst-facenet/` for a plugin in
+/// `/usr/lib/x86_64-linux-gnu/gstreamer-1.0/`. Outside the plugin folder, so the plugin
+/// scanner never tries ONNX Runtime's libraries as plugins.
+pub const INSTALLED_DIR_NAME: &str = "gst-facenet";
+static INSTALLED_LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Tells the backend where this code was loaded from: the plugin file (`plugin_init`) or
+/// an installed program. The first call wins.
+pub fn set_installed_from(plugin_file: &Path) {
+    if let Some(lib_dir) = plugin_file.parent().and_then(Path::parent) {
+        let _ = INSTALLED_LIBRARY.set(lib_dir.join(INSTALLED_DIR_NAME).join(SYSTEM_LIBRARY));
+    }
+}
+
+fn installed_library() -> Option<PathBuf> {
+    INSTALLED_LIBRARY.get().filter(|p| p.exists()).cloned()
+}
+
 /// Where the library comes from, in order of precedence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LibrarySource {
     Property(PathBuf),
     Environment(PathBuf),
+    Installed(PathBuf),
     BuildDefault(PathBuf),
     System,
 }
 
 impl LibrarySource {
     /// The choice for this process: the element property, else `ORT_DYLIB_PATH`, else the
+    /// library installed with the plugin (`make install`, the Debian package), else the
     /// library `make build` baked in (if it still exists), else the dynamic loader's search.
     pub fn resolve(property: Option<&Path>) -> LibrarySource {
         if let Some(p) = property.filter(|p| !p.as_os_str().is_empty()) {
@@ -126,6 +149,9 @@ impl LibrarySource {
         }
         if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
             return LibrarySource::Environment(PathBuf::from(p));
+        }
+        if let Some(p) = installed_library() {
+            return LibrarySource::Installed(p);
         }
         if let Some(p) = DEFAULT_LIBRARY.map(PathBuf::from).filter(|p| p.exists()) {
             return LibrarySource::BuildDefault(p);
@@ -137,6 +163,7 @@ impl LibrarySource {
         match self {
             LibrarySource::Property(p)
             | LibrarySource::Environment(p)
+            | LibrarySource::Installed(p)
             | LibrarySource::BuildDefault(p) => p.clone(),
             LibrarySource::System => PathBuf::from(SYSTEM_LIBRARY),
         }
@@ -148,6 +175,9 @@ impl LibrarySource {
                 format!("{} (from the onnxruntime-library property)", p.display())
             }
             LibrarySource::Environment(p) => format!("{} (from ORT_DYLIB_PATH)", p.display()),
+            LibrarySource::Installed(p) => {
+                format!("{} (installed with the plugin)", p.display())
+            }
             LibrarySource::BuildDefault(p) => format!("{} (the build's default)", p.display()),
             LibrarySource::System => {
                 let mut s = format!("{SYSTEM_LIBRARY} (the dynamic loader's search path");
