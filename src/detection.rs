@@ -105,7 +105,8 @@ pub fn ssd_detections(
         let y1 = (f64::from(b[0].max(b[2])) * side).clamp(0.0, frame_h as f64);
         let x1 = (f64::from(b[1].max(b[3])) * side).clamp(0.0, frame_w as f64);
         let (w, h) = (x1 - x0, y1 - y0);
-        if w <= 0.0 || h <= 0.0 || w.min(h) < params.min_size {
+        // `!(.. > 0.0)`: a NaN coordinate (NaN survives `clamp`) drops the box too.
+        if !(w > 0.0 && h > 0.0) || w.min(h) < params.min_size {
             continue;
         }
         out.push(Detection {

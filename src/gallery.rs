@@ -148,7 +148,17 @@ impl Gallery {
         let rows = owner.len();
         let vectors =
             Array2::from_shape_vec((rows, file.dimension), flat).map_err(|e| e.to_string())?;
-        let squared_norms = vectors.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let squared_norms: Array1<f32> = vectors.rows().into_iter().map(|r| r.dot(&r)).collect();
+        // Finite values can still overflow: |g|² = inf would make every distance to g
+        // inf − inf = NaN, read as 0 (a perfect match).
+        if let Some(row) = squared_norms.iter().position(|n| !n.is_finite()) {
+            let person = owner[row];
+            let index = row - owner.iter().position(|&p| p == person).unwrap_or(row);
+            return Err(format!(
+                "embedding {index} of '{}' is too large (its squared length overflows f32)",
+                labels[person]
+            ));
+        }
         Ok(Gallery {
             model: file.model,
             l2_normalized: file.l2_normalized,
@@ -178,7 +188,14 @@ impl Gallery {
         match metric {
             Metric::Euclidean => {
                 // |g - q|^2 = |g|^2 - 2 g.q + |q|^2, clamped against rounding below zero.
-                (&self.squared_norms - &(2.0 * &dots) + qq).mapv(|d| d.max(0.0).sqrt())
+                // NaN (inf − inf, from a query too large for f32) is no match, not 0.
+                (&self.squared_norms - &(2.0 * &dots) + qq).mapv(|d| {
+                    if d.is_nan() {
+                        f32::INFINITY
+                    } else {
+                        d.max(0.0).sqrt()
+                    }
+                })
             }
             Metric::Cosine => {
                 let qn = qq.sqrt();

@@ -148,7 +148,7 @@ impl EpSettings {
                 .build(),
             glib::ParamSpecString::builder("onnxruntime-library")
                 .nick("ONNX Runtime library")
-                .blurb("libonnxruntime.so to load (default: ORT_DYLIB_PATH, else the library the build installed, else the system's); ONNX Runtime loads once per process, so only the first element started counts")
+                .blurb("libonnxruntime.so to load (default: ORT_DYLIB_PATH, else the one installed beside the plugin, else the build's, else the system's); ONNX Runtime loads once per process, so only the first element started counts")
                 .mutable_ready()
                 .build(),
         ]

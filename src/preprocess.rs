@@ -755,6 +755,14 @@ impl PreprocessConfig {
                         std[c]
                     )));
                 }
+                // Bounds |(x − mean) / std| for x in 0..=255 (f32 rounding is monotonic):
+                // a tiny std or a huge mean would otherwise give ±inf tensor values.
+                if !((256.0 + mean[c].abs()) / std[c]).is_finite() {
+                    return Err(PreprocessError::InvalidConfig(format!(
+                        "normalization mean {} / std {} for {name} overflow f32",
+                        mean[c], std[c]
+                    )));
+                }
             }
         }
         Ok(())

@@ -147,13 +147,13 @@ impl ObjectImpl for FaceDetect {
             let mut props = vec![
                 glib::ParamSpecString::builder("model-location")
                     .nick("Detector model")
-                    .blurb("Path of the ONNX face detector (an SSD with 'boxes' and 'scores' outputs, e.g. models/out/faceapi_ssd_mobilenetv1.onnx)")
-                    .mutable_ready()
+                    .blurb("Path of the ONNX face detector (an SSD with 'boxes' and 'scores' outputs, e.g. models/out/faceapi_ssd_mobilenetv1.onnx); set while playing, the new detector loads in the background and replaces the old one between frames")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("landmark-model-location")
                     .nick("Landmark model")
                     .blurb("Path of the ONNX 68-point landmark model (e.g. models/out/faceapi_landmark68.onnx); unset = faces without landmarks")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder("min-confidence")
                     .nick("Minimum confidence")

@@ -382,8 +382,8 @@ impl ObjectImpl for FaceNet {
             let mut props = vec![
                 glib::ParamSpecString::builder("model-location")
                     .nick("Model location")
-                    .blurb("Path of the ONNX face-embedding model (one image input, output [batch, D])")
-                    .mutable_ready()
+                    .blurb("Path of the ONNX face-embedding model (one image input, output [batch, D]); set while playing, the new model loads in the background and replaces the old one between frames")
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("input-size")
                     .nick("Input size")
