@@ -7,7 +7,7 @@
 # Environment:
 #   BENCH_SCALE=0.3   fewer iterations / rounds (quick smoke run; default 1)
 #   BENCH_ONLY="preprocess memory python"   run a subset (element_overhead preprocess
-#                     many_faces execution_providers memory python)
+#                     many_faces execution_providers memory live python)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,7 +24,7 @@ export GST_FACENET_BENCH_SCALE="${BENCH_SCALE:-1}"
 export GST_PLUGIN_PATH="$ROOT/target/release"
 export GST_REGISTRY_1_0="$ROOT/target/gst-registry.bin"
 CARGO="${CARGO:-cargo}"
-ONLY="${BENCH_ONLY:-element_overhead preprocess many_faces execution_providers memory python}"
+ONLY="${BENCH_ONLY:-element_overhead preprocess many_faces execution_providers memory live python}"
 
 log() { echo "bench: $*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -88,7 +88,7 @@ log "building the bench targets"
 # whenever src/ changed in between.
 declare -A EXE=()
 benches=()
-for b in element_overhead preprocess many_faces execution_providers memory; do
+for b in element_overhead preprocess many_faces execution_providers memory live; do
     wants "$b" && benches+=(--bench "$b")
 done
 if [ ${#benches[@]} -gt 0 ]; then
@@ -141,5 +141,6 @@ fi
 run_bench many_faces
 run_bench execution_providers
 run_bench memory
+run_bench live
 
 log "done in $(( $(date +%s) - started )) s (plus set-up); results: $RESULTS"

@@ -11,6 +11,7 @@
 //! | `model`         | `G_TYPE_STRING`               | the model's name (its `gst-facenet.model-name` metadata, else the file name without extension) |
 //! | `l2-normalized` | `G_TYPE_BOOLEAN`              | whether the vector was scaled to unit length     |
 //! | `fresh`         | `G_TYPE_BOOLEAN`              | computed from this buffer (`true`) or carried from an earlier one (`false`) |
+//! | `source-pts`    | `G_TYPE_UINT64` (optional)    | PTS in nanoseconds of the frame the embedding was computed from; absent when that frame had none. With `fresh=false`, this buffer's PTS minus it is the result's age |
 //!
 //! C readers: `gst_buffer_get_custom_meta (buf, "FaceNetEmbeddingMeta")`, then
 //! `gst_custom_meta_get_structure()`. Python: `buf.get_custom_meta("FaceNetEmbeddingMeta")`.
@@ -28,6 +29,7 @@ pub mod fields {
     pub const MODEL: &str = "model";
     pub const L2_NORMALIZED: &str = "l2-normalized";
     pub const FRESH: &str = "fresh";
+    pub const SOURCE_PTS: &str = "source-pts";
 }
 
 /// Registers the custom meta (idempotent). The plugin does this when it loads; an
@@ -47,6 +49,8 @@ pub struct EmbeddingMeta {
     pub model: String,
     pub l2_normalized: bool,
     pub fresh: bool,
+    /// PTS (ns) of the frame this was computed from.
+    pub source_pts: Option<u64>,
 }
 
 impl EmbeddingMeta {
@@ -90,6 +94,9 @@ impl EmbeddingMeta {
             fresh: s
                 .get::<bool>(fields::FRESH)
                 .map_err(|e| format!("field '{}': {e}", fields::FRESH))?,
+            source_pts: s
+                .get_optional::<u64>(fields::SOURCE_PTS)
+                .map_err(|e| format!("field '{}': {e}", fields::SOURCE_PTS))?,
         })
     }
 
@@ -103,6 +110,10 @@ impl EmbeddingMeta {
         s.set(fields::MODEL, self.model.as_str());
         s.set(fields::L2_NORMALIZED, self.l2_normalized);
         s.set(fields::FRESH, self.fresh);
+        match self.source_pts {
+            Some(pts) => s.set(fields::SOURCE_PTS, pts),
+            None => s.remove_field(fields::SOURCE_PTS),
+        }
     }
 
     /// Attaches this embedding to `buffer` as `FaceNetEmbeddingMeta`, replacing any
@@ -141,6 +152,7 @@ mod tests {
             model: "test".into(),
             l2_normalized: false,
             fresh: true,
+            source_pts: Some(40_000_000),
         };
         let mut buffer = gst::Buffer::new();
         meta.add_to_buffer(buffer.get_mut().unwrap()).unwrap();

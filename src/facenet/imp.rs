@@ -3,7 +3,7 @@
 // configuration and their errors to GStreamer errors.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
@@ -191,6 +191,8 @@ const DEFAULT_STD: [f64; 3] = [128.0, 128.0, 128.0];
 const DEFAULT_CHANNEL_ORDER: ChannelOrder = ChannelOrder::Rgb;
 const DEFAULT_L2_NORMALIZE: bool = false;
 const DEFAULT_POST_MESSAGES: bool = false;
+const DEFAULT_INFERENCE_INTERVAL: u32 = 1;
+const DEFAULT_ASYNC_INFERENCE: bool = false;
 const DEFAULT_INFERENCE_REGION: InferenceRegion = InferenceRegion::FullFrame;
 const DEFAULT_OBJECT_CLASS: &str = crate::meta::face_detection::ROI_TYPE;
 const DEFAULT_ALIGNMENT: AlignmentMode = AlignmentMode::Auto;
@@ -246,6 +248,8 @@ struct Settings {
     object_class: Option<String>,
     alignment: AlignmentMode,
     margin: u32,
+    inference_interval: u32,
+    async_inference: bool,
 }
 
 impl Default for Settings {
@@ -267,6 +271,8 @@ impl Default for Settings {
             object_class: Some(DEFAULT_OBJECT_CLASS.to_string()),
             alignment: DEFAULT_ALIGNMENT,
             margin: DEFAULT_MARGIN,
+            inference_interval: DEFAULT_INFERENCE_INTERVAL,
+            async_inference: DEFAULT_ASYNC_INFERENCE,
         }
     }
 }
@@ -309,6 +315,79 @@ struct RoiFace {
     transform: Option<AffineTransform>,
 }
 
+/// The last results, for frames the model skips (inference-interval, async-inference).
+#[derive(Default)]
+struct Carried {
+    frame: Option<EmbeddingMeta>,
+    faces: Vec<(i32, EmbeddingMeta)>,
+    frames_since_inference: Option<u32>,
+}
+
+impl Carried {
+    /// Whether this frame goes to the model, counting it either way.
+    fn due(&mut self, interval: u32) -> bool {
+        let due = self
+            .frames_since_inference
+            .is_none_or(|n| n + 1 >= interval);
+        self.frames_since_inference = Some(match self.frames_since_inference {
+            Some(n) if !due => n + 1,
+            _ => 0,
+        });
+        due
+    }
+}
+
+/// async-inference: the frame the worker takes next (only the newest waits).
+#[derive(Default)]
+struct WorkerSlot {
+    next: Option<gst::Buffer>,
+    quit: bool,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct WorkerShared {
+    slot: Mutex<WorkerSlot>,
+    wake: Condvar,
+}
+
+impl WorkerShared {
+    fn fail(&self) {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner()).failed = true;
+    }
+}
+
+struct Worker {
+    shared: Arc<WorkerShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The async worker: runs the synchronous path on each frame copy it is handed and keeps
+/// the results for the frames passing meanwhile. A model error (already posted on the
+/// bus by `infer`) ends it; the next frame then returns the error upstream.
+fn worker_loop(element: &super::FaceNet, shared: &WorkerShared) {
+    let imp = element.imp();
+    loop {
+        let mut buffer = {
+            let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if slot.quit {
+                    return;
+                }
+                if let Some(buffer) = slot.next.take() {
+                    break buffer;
+                }
+                slot = shared.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        if imp.infer(buffer.make_mut()).is_err() {
+            shared.fail();
+            return;
+        }
+        imp.remember(&buffer);
+    }
+}
+
 #[derive(Default)]
 pub struct FaceNet {
     settings: Mutex<Settings>,
@@ -316,6 +395,224 @@ pub struct FaceNet {
     /// Model runs since the element started (a batch of faces is one run).
     model_runs: AtomicU64,
     reload: ReloadGeneration,
+    carried: Mutex<Carried>,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl FaceNet {
+    /// Runs the model on `buf` (the whole frame, or its face regions) and attaches the
+    /// results: the synchronous path, also what the async worker runs on its copies.
+    fn infer(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (l2_normalize, post_messages, region) = {
+            let s = self.settings();
+            (s.l2_normalize, s.post_messages, s.inference_region)
+        };
+        if region == InferenceRegion::RoiList {
+            return self.embed_regions(buf);
+        }
+        let mut guard = self.state();
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let input = state.input.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
+
+        let preprocessor = &mut state.preprocessor;
+        let tensor = &mut state.tensor;
+        let prepared = input
+            .with_frame(buf, |frame| {
+                preprocessor
+                    .process(frame, tensor)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|r| r);
+        if let Err(e) = prepared {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("cannot read the frame: {}", e)
+            );
+            return Err(gst::FlowError::Error);
+        }
+
+        let (w, h) = {
+            let c = state.preprocessor.config();
+            (c.width, c.height)
+        };
+        let dim = state.model.spec().embedding_dim;
+        state.output.resize(dim, 0.0);
+        self.model_runs.fetch_add(1, Ordering::Relaxed);
+        let element = self.obj();
+        if let Err(e) = inference::run_with_fallback(
+            element.upcast_ref(),
+            &mut state.model,
+            &state.tensor,
+            1,
+            h,
+            w,
+            &mut state.output,
+        ) {
+            gst::error!(CAT, imp = self, "{}", e);
+            self.post_error_message(inference::error_message(&e));
+            return Err(gst::FlowError::Error);
+        }
+        if l2_normalize && !state.model_l2_normalized {
+            backend::l2_normalize(&mut state.output);
+        }
+        let meta = EmbeddingMeta {
+            embedding: state.output.clone(),
+            model: state.model_name.clone(),
+            l2_normalized: l2_normalize || state.model_l2_normalized,
+            fresh: true,
+            source_pts: buf.pts().map(gst::ClockTime::nseconds),
+        };
+        drop(guard);
+
+        meta.add_to_buffer(buf).map_err(|e| {
+            gst::error!(CAT, imp = self, "cannot add the embedding meta: {}", e);
+            gst::FlowError::Error
+        })?;
+        gst::trace!(CAT, imp = self, "embedding for {:?}", buf.pts());
+
+        if post_messages {
+            self.post_embedding_message(buf, &meta);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn carried(&self) -> MutexGuard<'_, Carried> {
+        self.carried.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the results `infer` attached to `buf`, for the frames that follow.
+    fn remember(&self, buf: &gst::BufferRef) {
+        let frame = EmbeddingMeta::from_buffer(buf);
+        let faces: Vec<(i32, EmbeddingMeta)> = buf
+            .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+            .filter_map(|roi| {
+                let param = roi.param(ROI_EMBEDDING_PARAM)?;
+                Some((roi.id(), EmbeddingMeta::from_structure(param).ok()?))
+            })
+            .collect();
+        let mut carried = self.carried();
+        carried.frame = frame;
+        carried.faces = faces;
+    }
+
+    /// Gives `buf` the last results, marked as not fresh: the frame's embedding, or the
+    /// embedding of each face region whose ROI id had one.
+    fn attach_carried(&self, buf: &mut gst::BufferRef) {
+        let carried = self.carried();
+        if let Some(frame) = &carried.frame {
+            let mut meta = frame.clone();
+            meta.fresh = false;
+            if let Err(e) = meta.add_to_buffer(buf) {
+                gst::warning!(CAT, imp = self, "cannot add the embedding meta: {}", e);
+            }
+        }
+        if carried.faces.is_empty() {
+            return;
+        }
+        for mut roi in buf.iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>() {
+            if roi.param(ROI_EMBEDDING_PARAM).is_some() {
+                continue;
+            }
+            let id = roi.id();
+            if let Some((_, meta)) = carried.faces.iter().find(|(i, _)| *i == id) {
+                let mut meta = meta.clone();
+                meta.fresh = false;
+                let mut param = gst::Structure::new_empty(ROI_EMBEDDING_PARAM);
+                meta.write_fields(&mut param);
+                roi.add_param(param);
+            }
+        }
+    }
+
+    /// async-inference: hands the worker (a shallow copy of) the frame when it is due,
+    /// replacing one the worker has not started on, and lets the frame go on at once with
+    /// the newest finished results.
+    fn transform_async(
+        &self,
+        buf: &mut gst::BufferRef,
+        interval: u32,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let shared = self
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|w| w.shared.clone())
+            .ok_or(gst::FlowError::Flushing)?;
+        if self.carried().due(interval) {
+            let mut slot = shared.slot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.failed {
+                return Err(gst::FlowError::Error);
+            }
+            if slot.next.replace(buf.copy()).is_some() {
+                gst::trace!(
+                    CAT,
+                    imp = self,
+                    "the model is busy: an older frame is skipped"
+                );
+            }
+            shared.wake.notify_one();
+        }
+        self.attach_carried(buf);
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn start_worker(&self) {
+        let shared = Arc::new(WorkerShared::default());
+        let element = self.obj().clone();
+        let worker_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("facenet-async".into())
+            .spawn(move || {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker_loop(&element, &worker_shared)
+                }));
+                if let Err(panic) = run {
+                    worker_shared.fail();
+                    gst::element_error!(
+                        element,
+                        gst::LibraryError::Failed,
+                        (
+                            "the inference worker panicked: {}",
+                            inference::panic_text(panic.as_ref())
+                        )
+                    );
+                }
+            });
+        match thread {
+            Ok(thread) => {
+                *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Worker {
+                    shared,
+                    thread: Some(thread),
+                })
+            }
+            Err(e) => {
+                shared.fail();
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Thread,
+                    ("cannot start the inference worker thread: {}", e)
+                );
+            }
+        }
+    }
+
+    fn stop_worker(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut worker) = worker {
+            worker
+                .shared
+                .slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .quit = true;
+            worker.shared.wake.notify_all();
+            if let Some(thread) = worker.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl FaceNet {
@@ -429,6 +726,19 @@ impl ObjectImpl for FaceNet {
                     .default_value(DEFAULT_L2_NORMALIZE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("inference-interval")
+                    .nick("Inference interval")
+                    .blurb("Run the model on every Nth frame; frames in between carry the last embeddings (fresh=false; in roi-list mode matched by ROI id)")
+                    .minimum(1)
+                    .default_value(DEFAULT_INFERENCE_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("async-inference")
+                    .nick("Asynchronous inference")
+                    .blurb("Run the model on a worker thread so that a model slower than the stream never holds it up: each frame goes on at once with the newest finished embeddings (fresh=false, source-pts says from which frame); frames arriving while the model is busy are not queued, only the newest waits")
+                    .default_value(DEFAULT_ASYNC_INFERENCE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
                     .blurb("Post a 'facenet-embedding' element message on the bus for each embedding")
@@ -521,6 +831,12 @@ impl ObjectImpl for FaceNet {
             "output-name" => settings.output_name = optional_string(value),
             "l2-normalize" => settings.l2_normalize = value.get().expect("type checked upstream"),
             "post-messages" => settings.post_messages = value.get().expect("type checked upstream"),
+            "inference-interval" => {
+                settings.inference_interval = value.get().expect("type checked upstream")
+            }
+            "async-inference" => {
+                settings.async_inference = value.get().expect("type checked upstream")
+            }
             "inference-region" => {
                 settings.inference_region = value.get().expect("type checked upstream")
             }
@@ -565,6 +881,8 @@ impl ObjectImpl for FaceNet {
             "output-name" => settings.output_name.to_value(),
             "l2-normalize" => settings.l2_normalize.to_value(),
             "post-messages" => settings.post_messages.to_value(),
+            "inference-interval" => settings.inference_interval.to_value(),
+            "async-inference" => settings.async_inference.to_value(),
             "model-runs" => self.model_runs.load(Ordering::Relaxed).to_value(),
             "inference-region" => settings.inference_region.to_value(),
             "object-class" => settings.object_class.to_value(),
@@ -612,11 +930,16 @@ impl BaseTransformImpl for FaceNet {
         let settings = self.settings().clone();
         let state = self.load_state(&settings).map_err(|f| f.error)?;
         *self.state() = Some(state);
+        *self.carried() = Carried::default();
+        if settings.async_inference {
+            self.start_worker();
+        }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.reload.cancel();
+        self.stop_worker();
         // Dropping the state releases the ONNX Runtime session.
         *self.state() = None;
         Ok(())
@@ -625,91 +948,53 @@ impl BaseTransformImpl for FaceNet {
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let input =
             InputFormat::from_caps(incaps).map_err(|e| gst::loggable_error!(CAT, "{}", e))?;
-        let mut state = self.state();
-        let state = state
+        let mut guard = self.state();
+        let state = guard
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "caps set before start"))?;
         gst::debug!(CAT, imp = self, "caps {} -> {}", incaps, outcaps);
         state.input = Some(input);
+        drop(guard);
+        // Results and a waiting frame of the old format mean nothing now.
+        *self.carried() = Carried::default();
+        if let Some(worker) = self
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            worker
+                .shared
+                .slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next = None;
+        }
         Ok(())
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (l2_normalize, post_messages, region) = {
-            let s = self.settings();
-            (s.l2_normalize, s.post_messages, s.inference_region)
-        };
         #[cfg(feature = "fault-injection")]
         if crate::fault::fires(crate::fault::Fault::PanicInTransform) {
             panic!("injected fault: facenet panicked on a frame");
         }
-        if region == InferenceRegion::RoiList {
-            return self.embed_regions(buf);
-        }
-        let mut guard = self.state();
-        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let input = state.input.as_ref().ok_or(gst::FlowError::NotNegotiated)?;
-
-        let preprocessor = &mut state.preprocessor;
-        let tensor = &mut state.tensor;
-        let prepared = input
-            .with_frame(buf, |frame| {
-                preprocessor
-                    .process(frame, tensor)
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|r| r);
-        if let Err(e) = prepared {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Format,
-                ("cannot read the frame: {}", e)
-            );
-            return Err(gst::FlowError::Error);
-        }
-
-        let (w, h) = {
-            let c = state.preprocessor.config();
-            (c.width, c.height)
+        let (interval, asynchronous) = {
+            let s = self.settings();
+            (s.inference_interval.max(1), s.async_inference)
         };
-        let dim = state.model.spec().embedding_dim;
-        state.output.resize(dim, 0.0);
-        self.model_runs.fetch_add(1, Ordering::Relaxed);
-        let element = self.obj();
-        if let Err(e) = inference::run_with_fallback(
-            element.upcast_ref(),
-            &mut state.model,
-            &state.tensor,
-            1,
-            h,
-            w,
-            &mut state.output,
-        ) {
-            gst::error!(CAT, imp = self, "{}", e);
-            self.post_error_message(inference::error_message(&e));
-            return Err(gst::FlowError::Error);
+        if asynchronous {
+            return self.transform_async(buf, interval);
         }
-        if l2_normalize && !state.model_l2_normalized {
-            backend::l2_normalize(&mut state.output);
+        if interval == 1 {
+            return self.infer(buf);
         }
-        let meta = EmbeddingMeta {
-            embedding: state.output.clone(),
-            model: state.model_name.clone(),
-            l2_normalized: l2_normalize || state.model_l2_normalized,
-            fresh: true,
-        };
-        drop(guard);
-
-        meta.add_to_buffer(buf).map_err(|e| {
-            gst::error!(CAT, imp = self, "cannot add the embedding meta: {}", e);
-            gst::FlowError::Error
-        })?;
-        gst::trace!(CAT, imp = self, "embedding for {:?}", buf.pts());
-
-        if post_messages {
-            self.post_embedding_message(buf, &meta);
+        if !self.carried().due(interval) {
+            self.attach_carried(buf);
+            return Ok(gst::FlowSuccess::Ok);
         }
-        Ok(gst::FlowSuccess::Ok)
+        let flow = self.infer(buf)?;
+        self.remember(buf);
+        Ok(flow)
     }
 }
 
@@ -1035,6 +1320,7 @@ impl FaceNet {
             return Err(gst::FlowError::Error);
         }
         let model_l2 = state.model_l2_normalized;
+        let source_pts = buf.pts().map(gst::ClockTime::nseconds);
         let embeddings: Vec<(usize, i32, FaceRegion, EmbeddingMeta)> = state
             .faces
             .iter()
@@ -1049,6 +1335,7 @@ impl FaceNet {
                     model: state.model_name.clone(),
                     l2_normalized: l2_normalize || model_l2,
                     fresh: true,
+                    source_pts,
                 };
                 (face.index, face.roi_id, face.region, meta)
             })

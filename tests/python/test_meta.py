@@ -7,6 +7,7 @@ meta "FaceNetEmbeddingMeta" whose structure has
     model          string (gst-facenet.model-name metadata, else the model file's stem)
     l2-normalized  boolean (true: `embedding` is the L2-normalised model output)
     fresh          boolean (true: computed for this buffer, not carried over)
+    source-pts     uint64, optional (PTS in ns of the frame the embedding was computed from)
 and the embedding equals the Python reference (tests/python/reference.py) within 1e-4.
 """
 
@@ -76,6 +77,7 @@ def read_meta(Gst, buffer) -> dict:
         "model": st.get_value("model"),
         "l2-normalized": st.get_value("l2-normalized"),
         "fresh": st.get_value("fresh"),
+        "source-pts": st.get_value("source-pts") if st.has_field("source-pts") else None,
     }
 
 
@@ -83,6 +85,7 @@ def check_against_reference(meta: dict, case: dict) -> None:
     expected = np.asarray(case["embedding_l2"] if meta["l2-normalized"] else case["embedding"])
     assert meta["dimension"] == case["dimension"] == meta["embedding"].shape[0], meta["structure"]
     assert meta["fresh"] is True, meta["structure"]
+    assert meta["source-pts"] == 0, meta["structure"]  # computed from this very buffer (PTS 0)
     # model: the gst-facenet.model-name metadata, else the file name without extension
     assert meta["model"] == Path(case["model"]).stem, meta["structure"]
     diff = np.abs(meta["embedding"] - expected).max()
