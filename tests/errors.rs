@@ -292,3 +292,77 @@ fn buffer_smaller_than_its_caps_is_an_error() {
         "{errors:?}"
     );
 }
+
+/// Hostile models: a right-looking interface with wrong numbers, absurd sizes or
+/// operators nobody implements. Each is refused with the cause; none hands out an
+/// embedding, and none makes the element allocate what the model declares.
+#[test]
+fn hostile_models_are_refused() {
+    for (name, expect) in [
+        ("hostile_nan.onnx", "non-finite value (NaN)"),
+        ("hostile_inf.onnx", "non-finite value"),
+        // 1x3x100000x100000 float32 is 120 GB: refused at start, before any allocation.
+        ("hostile_huge_input.onnx", "outside 1..=4096"),
+        ("hostile_unknown_op.onnx", "FaceMagic"),
+    ] {
+        let props = format!(
+            "model-location={} post-messages=true",
+            common::fixture(name)
+        );
+        common::init();
+        let messages = common::run_pipeline(&pipeline_with(&props));
+        let errors = common::errors(&messages);
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        assert!(errors[0].contains(expect), "{name}: {}", errors[0]);
+        assert!(
+            common::embedding_messages(&messages).is_empty(),
+            "{name}: an embedding was handed out"
+        );
+    }
+    // The same in region mode, where the faces of a frame are embedded in one batch.
+    let messages = common::run_pipeline(&common::faces_pipeline(
+        &format!(
+            "! facenet model-location={} inference-region=roi-list ! fakesink",
+            common::fixture("hostile_nan.onnx")
+        ),
+        1,
+    ));
+    let errors = common::errors(&messages);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("non-finite value"), "{errors:?}");
+}
+
+/// Frames whose caps make no sense: zero-size video is refused at negotiation with the
+/// reason, not a crash.
+#[test]
+fn zero_size_caps_are_refused() {
+    common::init();
+    for caps in [
+        "video/x-raw,format=RGB,width=0,height=160,framerate=0/1",
+        "video/x-raw,format=I420,width=160,height=0,framerate=0/1",
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src caps={caps} format=time ! facenet model-location={} ! fakesink",
+            common::fixture("facenet_nchw.onnx")
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let _ = src.push_buffer(gst::Buffer::from_mut_slice(vec![0u8; 16]));
+        let _ = src.end_of_stream();
+        let messages = common::run_to_end(pipeline.upcast_ref());
+        pipeline.set_state(gst::State::Null).unwrap();
+        let errors = common::errors(&messages);
+        assert_eq!(errors.len(), 1, "{caps}: {errors:?}");
+        assert!(
+            errors[0].contains("not-negotiated") || errors[0].contains("caps"),
+            "{caps}: {errors:?}"
+        );
+    }
+}
