@@ -227,7 +227,10 @@ fn load(source: &LibrarySource) -> Result<Runtime, String> {
                     ort::logging::LogLevel::Fatal => LogLevel::Fatal,
                 };
                 if level >= min_level {
-                    sink(level, category, &format!("{location}: {msg}"));
+                    // ONNX Runtime calls this from C++: a panic must not unwind into it.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        sink(level, category, &format!("{location}: {msg}"))
+                    }));
                 }
             },
         ));
