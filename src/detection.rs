@@ -80,10 +80,11 @@ pub fn ssd_detections(
     scratch
         .candidates
         .extend((0..count).filter(|&i| scores[i] > params.min_confidence));
-    // Stable: equal scores keep prior order, as face-api's sort does.
+    // Equal scores keep prior order, as face-api's (stable) sort does; an unstable sort
+    // with the index as tie-break gives that order without the stable sort's allocation.
     scratch
         .candidates
-        .sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        .sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     scratch.kept.clear();
     let side = frame_w.max(frame_h) as f64;
     for &i in &scratch.candidates {

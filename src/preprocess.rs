@@ -1588,6 +1588,18 @@ pub struct Preprocessor {
     image: Vec<f32>,
     /// Scratch space of [`Preprocessor::process_affine`].
     affine: affine::AffineScratch,
+    /// Scratch space of [`Preprocessor::process_square_legacy_bilinear`].
+    legacy: LegacyScratch,
+}
+
+/// Reusable tap tables and converted rows of the legacy bilinear resize.
+#[derive(Clone, Debug, Default)]
+struct LegacyScratch {
+    xs: Vec<(usize, usize, f32)>,
+    ys: Vec<(usize, usize, f32)>,
+    rows: Vec<f32>,
+    row_ids: [Option<usize>; 2],
+    conv: Vec<f32>,
 }
 
 impl fmt::Debug for Preprocessor {
@@ -1610,6 +1622,7 @@ impl Preprocessor {
             resampler: Resampler::new(),
             image,
             affine: affine::AffineScratch::default(),
+            legacy: LegacyScratch::default(),
         })
     }
 
@@ -1701,33 +1714,65 @@ impl Preprocessor {
         self.check(frame, out)?;
         let (w, h) = (self.config.width, self.config.height);
         let side = frame.width.max(frame.height);
-        let taps = |n: usize| -> Vec<(usize, usize, f32)> {
-            (0..n)
-                .map(|i| {
-                    let src = i as f64 * side as f64 / n as f64;
-                    let lo = src.floor() as usize;
-                    let hi = (src.ceil() as usize).min(side - 1);
-                    (lo, hi, (src - lo as f64) as f32)
-                })
-                .collect()
+        let taps = |n: usize, taps: &mut Vec<(usize, usize, f32)>| {
+            taps.clear();
+            taps.extend((0..n).map(|i| {
+                let src = i as f64 * side as f64 / n as f64;
+                let lo = src.floor() as usize;
+                let hi = (src.ceil() as usize).min(side - 1);
+                (lo, hi, (src - lo as f64) as f32)
+            }));
         };
-        let (xs, ys) = (taps(w), taps(h));
-        self.image.resize(w * h * 3, 0.0);
-        let pixel = |x: usize, y: usize| -> [f32; 3] {
-            if x < frame.width && y < frame.height {
-                frame.pixel_rgb(x, y)
-            } else {
-                [0.0; 3]
+        let legacy = &mut self.legacy;
+        taps(w, &mut legacy.xs);
+        taps(h, &mut legacy.ys);
+        set_len(&mut self.image, w * h * 3);
+        // Two converted source rows (each row once per frame: output rows only move down),
+        // only the columns the taps reach; taps past the frame read black.
+        let layout = row_layout(frame.format);
+        let lanes = layout.floats_per_pixel();
+        let cols = legacy
+            .xs
+            .last()
+            .map_or(0, |&(_, hi, _)| (hi + 1).min(frame.width));
+        set_len(&mut legacy.rows, 2 * cols * lanes);
+        legacy.row_ids = [None; 2];
+        let coeffs = YuvCoeffs::new(frame.colorimetry);
+        let value = |row: &[f32], x: usize, c: usize| -> f32 {
+            if x >= cols {
+                return 0.0;
+            }
+            match layout {
+                RowLayout::Planar => row[c * cols + x],
+                RowLayout::Interleaved { lanes, offsets } => row[x * lanes + offsets[c]],
             }
         };
-        for (oy, &(y0, y1, fy)) in ys.iter().enumerate() {
-            for (ox, &(x0, x1, fx)) in xs.iter().enumerate() {
-                let (tl, tr, bl, br) = (pixel(x0, y0), pixel(x1, y0), pixel(x0, y1), pixel(x1, y1));
+        for (oy, &(y0, y1, fy)) in legacy.ys.iter().enumerate() {
+            for y in [y0, y1] {
+                if y < frame.height && !legacy.row_ids.contains(&Some(y)) {
+                    // Replace a row this output row does not need.
+                    let slot = (0..2)
+                        .find(|&k| !matches!(legacy.row_ids[k], Some(id) if id == y0 || id == y1))
+                        .expect("two slots hold the two rows an output row needs");
+                    let row = &mut legacy.rows[slot * cols * lanes..(slot + 1) * cols * lanes];
+                    convert_row(frame, &coeffs, y, 0, cols, row, &mut legacy.conv);
+                    legacy.row_ids[slot] = Some(y);
+                }
+            }
+            let row_of = |y: usize| -> Option<&[f32]> {
+                let slot = legacy.row_ids.iter().position(|id| *id == Some(y))?;
+                Some(&legacy.rows[slot * cols * lanes..(slot + 1) * cols * lanes])
+            };
+            let (top_row, bottom_row) = (row_of(y0), row_of(y1));
+            for (ox, &(x0, x1, fx)) in legacy.xs.iter().enumerate() {
                 let o = (oy * w + ox) * 3;
                 for c in 0..3 {
+                    let px = |row: Option<&[f32]>, x: usize| row.map_or(0.0, |r| value(r, x, c));
+                    let (tl, tr) = (px(top_row, x0), px(top_row, x1));
+                    let (bl, br) = (px(bottom_row, x0), px(bottom_row, x1));
                     // TF's order: top and bottom rows across x, then between them down y.
-                    let top = tl[c] + (tr[c] - tl[c]) * fx;
-                    let bottom = bl[c] + (br[c] - bl[c]) * fx;
+                    let top = tl + (tr - tl) * fx;
+                    let bottom = bl + (br - bl) * fx;
                     self.image[o + c] = top + (bottom - top) * fy;
                 }
             }
@@ -1906,6 +1951,73 @@ mod tests {
             }
         }
         max_err
+    }
+
+    /// The legacy bilinear resize against a per-pixel version of its definition (through
+    /// `Frame::pixel_rgb`): bit-identical, for frames wider and taller than high, packed,
+    /// planar and gray, sizes up and down.
+    #[test]
+    fn legacy_bilinear_matches_its_definition() {
+        let mut rng = Rng(77);
+        for (format, fw, fh, size) in [
+            (PixelFormat::Nv12, 64usize, 38usize, 20usize),
+            (PixelFormat::I420, 30, 52, 48),
+            (PixelFormat::Rgb, 41, 17, 16),
+            (PixelFormat::Bgrx, 9, 13, 32),
+            (PixelFormat::Gray8, 25, 25, 7),
+        ] {
+            let planes: Vec<Vec<u8>> = (0..format.n_planes())
+                .map(|p| {
+                    let (row, rows) = format.plane_size(p, fw, fh).unwrap();
+                    (0..row * rows).map(|_| rng.byte()).collect()
+                })
+                .collect();
+            let mut frame = Frame::packed(format, fw, fh, &planes[0], 0);
+            for p in 0..format.n_planes() {
+                frame.planes[p] = &planes[p];
+                frame.strides[p] = format.plane_size(p, fw, fh).unwrap().0;
+            }
+            let config = PreprocessConfig {
+                normalization: Normalization::None,
+                ..PreprocessConfig::new(size, size)
+            };
+            let mut pre = Preprocessor::new(config).unwrap();
+            let mut out = vec![0.0; pre.config().tensor_len()];
+            pre.process_square_legacy_bilinear(&frame, &mut out)
+                .unwrap();
+            let side = fw.max(fh);
+            let tap = |i: usize| {
+                let src = i as f64 * side as f64 / size as f64;
+                let lo = src.floor() as usize;
+                (
+                    lo,
+                    (src.ceil() as usize).min(side - 1),
+                    (src - lo as f64) as f32,
+                )
+            };
+            let pixel = |x: usize, y: usize| {
+                if x < fw && y < fh {
+                    frame.pixel_rgb(x, y)
+                } else {
+                    [0.0; 3]
+                }
+            };
+            for oy in 0..size {
+                let (y0, y1, fy) = tap(oy);
+                for ox in 0..size {
+                    let (x0, x1, fx) = tap(ox);
+                    for c in 0..3 {
+                        let (tl, tr) = (pixel(x0, y0)[c], pixel(x1, y0)[c]);
+                        let (bl, br) = (pixel(x0, y1)[c], pixel(x1, y1)[c]);
+                        let top = tl + (tr - tl) * fx;
+                        let bottom = bl + (br - bl) * fx;
+                        let expect = top + (bottom - top) * fy;
+                        let got = pre.resampled_image()[(oy * size + ox) * 3 + c];
+                        assert_eq!(got, expect, "{format:?} {fw}x{fh}->{size} ({ox},{oy}) c{c}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
