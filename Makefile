@@ -4,6 +4,7 @@
 #   make fixtures   setup + fixture models (models/fixtures/out/) + reference data (tests/data/generated/)
 #   make build      cargo build --release (GST_FACENET_ORT_DYLIB = pinned ORT library)
 #   make test       setup, fixtures, build, cargo test --release (and the fault-injection tests), pytest tests/python
+#   make fuzz       the cargo-fuzz targets for FUZZ_SECONDS (20) each over fuzz/corpus (part of make test)
 #   make lint       cargo fmt --check; cargo clippy --all-targets --all-features --release -- -D warnings
 #   make demo       setup, fixtures, build, scripts/demo.sh
 #   make install    plugin, ONNX Runtime, facenet-enroll (PREFIX, PLUGINDIR, BINDIR, DESTDIR honoured)
@@ -64,7 +65,7 @@ PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pl
 GST_TEST_ENV := GST_PLUGIN_PATH=$(CURDIR)/target/release GST_REGISTRY_1_0=$(CURDIR)/target/gst-registry.bin
 
 .PHONY: models check-models all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
-        demo install uninstall deb lint fmt clean distclean print-env
+        demo fuzz install uninstall deb lint fmt clean distclean print-env
 
 all: build
 
@@ -127,6 +128,7 @@ test: setup fixtures models build check-models
 	$(CARGO) test --release
 	$(CARGO) test --release --features fault-injection --test faults
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
+	@$(MAKE) fuzz
 
 test-rust: setup fixtures models build
 	$(CARGO) test --release
@@ -134,6 +136,13 @@ test-rust: setup fixtures models build
 
 test-python: setup fixtures models build
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
+
+## fuzz ----------------------------------------------------------------------------------------
+# cargo-fuzz targets (stable toolchain, -s none, debug assertions and overflow checks on)
+# over the committed corpus in fuzz/corpus/, FUZZ_SECONDS each (fuzz/README.md).
+FUZZ_SECONDS ?= 20
+fuzz: setup-ort fixtures
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 ## demo ------------------------------------------------------------------------------------------
 demo: setup models build
@@ -169,6 +178,7 @@ deb: build
 ## lint ------------------------------------------------------------------------------------------
 lint: check-rust setup-apt setup-ort
 	$(CARGO) fmt --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	$(CARGO) clippy --all-targets --all-features --release -- -D warnings
 
 fmt:

@@ -188,10 +188,42 @@ pub struct FaceRegion {
     pub landmarks68: Option<SixtyEightPoints>,
 }
 
+/// Largest source-pixels-per-output-pixel scale of a landmark warp. The anti-aliasing
+/// footprint of a rotated warp grows with the square of the scale (about (2.8·scale)² taps
+/// per output pixel): past 32 (a face over ~3600 px for a 112 px model) one face would cost
+/// seconds, so such faces get no embedding rather than stalling the stream.
+pub const MAX_WARP_SCALE: f64 = 32.0;
+
+/// A landmark warp worth running: finite, at most [`MAX_WARP_SCALE`] source pixels per
+/// output pixel, and mapping the output onto a region that overlaps the frame (landmarks
+/// far outside it, e.g. from a broken upstream detector, would give a black crop).
+fn plausible_warp(
+    t: &AffineTransform,
+    out_w: usize,
+    out_h: usize,
+    frame_w: usize,
+    frame_h: usize,
+) -> bool {
+    let scale = t.a.hypot(t.d).max(t.b.hypot(t.e));
+    if !(scale.is_finite() && scale <= MAX_WARP_SCALE) {
+        return false;
+    }
+    let (ow, oh) = (out_w as f64, out_h as f64);
+    let corners = [[0.0, 0.0], [ow, 0.0], [0.0, oh], [ow, oh]].map(|p| t.apply(p));
+    let (x0, x1) = corners.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p[0]), hi.max(p[0]))
+    });
+    let (y0, y1) = corners.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p[1]), hi.max(p[1]))
+    });
+    x1 > 0.0 && y1 > 0.0 && x0 < frame_w as f64 && y0 < frame_h as f64
+}
+
 /// The transform from model-input pixels to frame pixels that prepares `face` for a model
 /// of `out_w` x `out_h` under `alignment`. Landmark alignments fall back to the margin
 /// crop (with `fallback_margin`) for faces without landmarks. `None` for a degenerate
-/// face (empty box, coincident landmarks).
+/// face (empty box, coincident landmarks) and for a landmark warp that is not
+/// plausible (see [`MAX_WARP_SCALE`]).
 pub fn face_transform(
     alignment: Alignment,
     face: &FaceRegion,
@@ -215,10 +247,12 @@ pub fn face_transform(
                 )
             })
             .unzip();
-        return AffineTransform::similarity_from_points(&from, &to);
+        return AffineTransform::similarity_from_points(&from, &to)
+            .filter(|t| plausible_warp(t, out_w, out_h, frame_w, frame_h));
     }
     if let (Some(template), Some(points)) = (alignment.template(out_w, out_h), face.landmarks) {
-        return AffineTransform::similarity_from_points(&template, &points);
+        return AffineTransform::similarity_from_points(&template, &points)
+            .filter(|t| plausible_warp(t, out_w, out_h, frame_w, frame_h));
     }
     let margin = match alignment {
         Alignment::Margin(m) => m,
@@ -264,6 +298,45 @@ pub fn margin_rect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_warps_are_refused() {
+        let face = |landmarks: FivePoints| FaceRegion {
+            x: 0.0,
+            y: 0.0,
+            width: 2.0,
+            height: 2.0,
+            landmarks: Some(landmarks),
+            landmarks68: None,
+        };
+        // The fuzzer's case: one landmark far outside a 2x6656 frame, the others at 0.
+        let far = face([
+            [36880.0, 0.0],
+            [0.0, 0.0],
+            [0.0, 0.0],
+            [0.0, 0.0],
+            [0.0, 0.0],
+        ]);
+        assert!(face_transform(Alignment::ArcFace, &far, 6656, 2, 112, 112, 0.0).is_none());
+        // A face entirely outside the frame.
+        let outside = face([
+            [5038.3, 5051.7],
+            [5073.5, 5051.5],
+            [5056.0, 5071.7],
+            [5041.5, 5092.4],
+            [5070.7, 5092.2],
+        ]);
+        assert!(face_transform(Alignment::ArcFace, &outside, 640, 480, 112, 112, 0.0).is_none());
+        // The same face inside the frame is fine.
+        let inside = face([
+            [38.3, 51.7],
+            [73.5, 51.5],
+            [56.0, 71.7],
+            [41.5, 92.4],
+            [70.7, 92.2],
+        ]);
+        assert!(face_transform(Alignment::ArcFace, &inside, 640, 480, 112, 112, 0.0).is_some());
+    }
 
     #[test]
     fn dlib_template_is_a_plausible_chip() {
