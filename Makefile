@@ -5,6 +5,8 @@
 #   make build      cargo build --release (GST_FACENET_ORT_DYLIB = pinned ORT library)
 #   make test       setup, fixtures, build, cargo test --release (and the fault-injection tests), pytest tests/python
 #   make fuzz       the cargo-fuzz targets for FUZZ_SECONDS (20) each over fuzz/corpus (part of make test)
+#   make memcheck   valgrind memcheck through every element (part of make test)
+#   make soak       the long reliability runs of RELIABILITY.md (about an hour)
 #   make lint       cargo fmt --check; cargo clippy --all-targets --all-features --release -- -D warnings
 #   make demo       setup, fixtures, build, scripts/demo.sh
 #   make install    plugin, ONNX Runtime, facenet-enroll (PREFIX, PLUGINDIR, BINDIR, DESTDIR honoured)
@@ -65,7 +67,7 @@ PLUGINDIR ?= $(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pl
 GST_TEST_ENV := GST_PLUGIN_PATH=$(CURDIR)/target/release GST_REGISTRY_1_0=$(CURDIR)/target/gst-registry.bin
 
 .PHONY: models check-models all setup check-rust setup-apt setup-ort setup-venv fixtures build test test-rust test-python \
-        demo fuzz install uninstall deb lint fmt clean distclean print-env
+        demo fuzz memcheck soak install uninstall deb lint fmt clean distclean print-env
 
 all: build
 
@@ -128,6 +130,7 @@ test: setup fixtures models build check-models
 	$(CARGO) test --release
 	$(CARGO) test --release --features fault-injection --test faults
 	$(GST_TEST_ENV) $(PYTHON) -m pytest -q tests/python
+	@$(MAKE) memcheck
 	@$(MAKE) fuzz
 
 test-rust: setup fixtures models build
@@ -143,6 +146,15 @@ test-python: setup fixtures models build
 FUZZ_SECONDS ?= 20
 fuzz: setup-ort fixtures
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+## reliability (RELIABILITY.md) ------------------------------------------------------------------
+# valgrind memcheck of a short pipeline through all four elements (part of make test).
+memcheck: setup fixtures models build
+	$(GST_TEST_ENV) scripts/memcheck.sh
+
+# The long runs: 100,000-frame soak, 1,000 real-model state cycles, real-model memcheck.
+soak: setup fixtures models build
+	$(GST_TEST_ENV) scripts/soak.sh
 
 ## demo ------------------------------------------------------------------------------------------
 demo: setup models build

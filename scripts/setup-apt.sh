@@ -15,6 +15,7 @@ PACKAGES=(
     python3-gi
     python3-venv
     unzip
+    valgrind
 )
 # The model converters check themselves against face-api running in Node.js.
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then

@@ -1973,8 +1973,8 @@ mod tests {
                 })
                 .collect();
             let mut frame = Frame::packed(format, fw, fh, &planes[0], 0);
-            for p in 0..format.n_planes() {
-                frame.planes[p] = &planes[p];
+            for (p, plane) in planes.iter().enumerate() {
+                frame.planes[p] = plane;
                 frame.strides[p] = format.plane_size(p, fw, fh).unwrap().0;
             }
             let config = PreprocessConfig {

@@ -142,7 +142,7 @@ fn steady_state_preprocessing_allocates_nothing() {
         ] {
             let mut pre = Preprocessor::new(config(aspect, normalization, size)).unwrap();
             let mut out = vec![0.0f32; pre.config().tensor_len()];
-            let mut frame_pass = |pre: &mut Preprocessor, out: &mut [f32]| {
+            let frame_pass = |pre: &mut Preprocessor, out: &mut [f32]| {
                 pre.process(&frame, out).unwrap();
                 pre.process_rect(&frame, SourceRect::new(800.5, 400.25, 210.0, 230.0), out)
                     .unwrap();
