@@ -366,3 +366,47 @@ fn zero_size_caps_are_refused() {
         );
     }
 }
+
+/// The other elements that read pixels refuse a short buffer the same way: facedetect
+/// (every frame) and faceoverlay (frames with faces to draw).
+#[test]
+fn short_buffers_are_errors_in_every_element_that_reads_pixels() {
+    common::init();
+    for element in [
+        format!(
+            "facedetect model-location={}",
+            common::model("faceapi_ssd_mobilenetv1.onnx")
+        ),
+        "faceoverlay".to_string(),
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "appsrc name=src caps=video/x-raw,format=RGB,width=160,height=160,framerate=0/1 format=time ! \
+             {element} ! fakesink"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 1000]);
+        gst_video::VideoRegionOfInterestMeta::add(
+            buffer.get_mut().unwrap(),
+            "face",
+            (10, 10, 50, 50),
+        );
+        let _ = src.push_buffer(buffer);
+        let _ = src.end_of_stream();
+        let messages = common::run_to_end(pipeline.upcast_ref());
+        pipeline.set_state(gst::State::Null).unwrap();
+        let errors = common::errors(&messages);
+        assert_eq!(errors.len(), 1, "{element}: {errors:?}");
+        assert!(
+            errors[0].contains("1000 bytes") && errors[0].contains("76800"),
+            "{element}: {errors:?}"
+        );
+    }
+}
