@@ -312,18 +312,10 @@ fn zero_size_caps_are_refused() {
         "video/x-raw,format=RGB,width=0,height=160,framerate=0/1",
         "video/x-raw,format=I420,width=160,height=0,framerate=0/1",
     ] {
-        let pipeline = gst::parse::launch(&format!(
+        let (pipeline, src) = common::with_appsrc(&format!(
             "appsrc name=src caps={caps} format=time ! facenet model-location={} ! fakesink",
             common::fixture("facenet_nchw.onnx")
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let src = pipeline
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
+        ));
         pipeline.set_state(gst::State::Playing).unwrap();
         let _ = src.push_buffer(gst::Buffer::from_mut_slice(vec![0u8; 16]));
         let _ = src.end_of_stream();
@@ -355,18 +347,10 @@ fn short_buffers_are_errors_in_every_element_that_reads_pixels() {
         ),
         "faceoverlay".to_string(),
     ] {
-        let pipeline = gst::parse::launch(&format!(
+        let (pipeline, src) = common::with_appsrc(&format!(
             "appsrc name=src caps=video/x-raw,format=RGB,width=160,height=160,framerate=0/1 format=time ! \
              {element} ! fakesink"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let src = pipeline
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
+        ));
         pipeline.set_state(gst::State::Playing).unwrap();
         let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 1000]);
         gst_video::VideoRegionOfInterestMeta::add(

@@ -153,19 +153,11 @@ fn async_inference_reports_model_errors() {
     common::init();
     // A frame the model cannot take (a buffer shorter than its caps) fails on the worker;
     // the error reaches the bus and the stream stops.
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = common::with_appsrc(&format!(
         "appsrc name=src caps=video/x-raw,format=RGB,width=160,height=160,framerate=0/1 format=time ! \
          facenet name=net model-location={} async-inference=true ! fakesink",
         common::fixture("facenet_nchw.onnx")
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..20u64 {
         let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 1000]);

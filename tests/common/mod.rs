@@ -209,3 +209,17 @@ pub fn gallery_of_sample1(path: &std::path::Path) {
     }
     std::fs::write(path, file.to_json()).unwrap();
 }
+
+/// A pipeline (gst-launch syntax) whose source is `appsrc name=src`, and that source.
+pub fn with_appsrc(description: &str) -> (gst::Pipeline, gst_app::AppSrc) {
+    let pipeline = gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("pipeline '{description}' does not parse: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .expect("an appsrc named src")
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    (pipeline, src)
+}
