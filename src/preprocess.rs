@@ -41,7 +41,8 @@
 //! sample used for pixel (x, y) is (x/2, y/2) (integer division). No chroma interpolation
 //! is done; the resampler's low-pass filter smooths the result anyway.
 //!
-//! Colour conversion happens before filtering (the filter works on RGB floats).
+//! Colour conversion happens before filtering (the filter works on RGB floats), except
+//! for the box averages of large downscales (below), which are taken on the stored samples.
 //!
 //! # Resize kernel
 //!
@@ -66,7 +67,10 @@
 //!   unless some taps read black), so a constant image stays exactly constant and a
 //!   single-tap output is exactly its source pixel. Summation order is fixed by the code
 //!   (no FMA contraction), so results do not depend on the SIMD width: on x86_64 CPUs with
-//!   AVX2 the same code compiled for AVX2 is used and gives bit-identical results.
+//!   AVX2 the same code compiled for AVX2 is used and gives bit-identical results. (The
+//!   horizontal pass runs eight outputs at a time, every span padded to the longest with
+//!   taps of weight 0 that repeat its first pixel, so they add exactly 0; with AVX2 its
+//!   taps are gathered, performing the same operations lane by lane.)
 //!
 //! **Edges / sampling domain.** The source is the frame extended with black (0,0,0) pixels
 //! just far enough to cover the requested source rectangle, rounded outward to whole
@@ -88,6 +92,26 @@
 //! At scale 1 with aligned centres (`E == N` and an integer origin) every destination pixel
 //! has exactly one tap of weight 1.0, so the filter is the identity, bit-for-bit in f32: a
 //! frame already at the model size passes unchanged (before normalization).
+//!
+//! # Large downscales
+//!
+//! With [`PreprocessConfig::reduce`] (the default), [`Preprocessor::process`] and
+//! [`Preprocessor::process_rect`] first shrink the frame by whole boxes when an axis
+//! shrinks 4x or more — Pillow's `Image.resize(..., reducing_gap=2.0)`, the default of its
+//! `thumbnail`: per axis, `k = floor(scale / 2)` (at least 1; made even for I420 / NV12 so
+//! that boxes cover whole 2x2 chroma blocks; `kx·ky <= 257` so that byte sums fit u16).
+//! Reduced pixel (x, y) is the mean of the source pixels `x·kx .. (x+1)·kx`,
+//! `y·ky .. (y+1)·ky` inside the frame (edge boxes are partial), taken on the stored
+//! samples: every byte of packed formats; for YUV the mean Y of the box and the means of
+//! U and V over the chroma samples of its 2x2 blocks (the pixel's own block when `k = 1`),
+//! then converted (the formulas above, with the means in place of the bytes). The resize
+//! kernel then runs on the reduced image with the source rectangle divided by `(kx, ky)`,
+//! still spanning 2 to 4 reduced pixels per output pixel. Since YUV → RGB is affine, this
+//! equals averaging converted pixels except where the per-pixel clamp would have cut
+//! (out-of-gamut colours); the kernel is a box of `k` convolved with the tent, still
+//! anti-aliased. It reads each source byte once with integer adds instead of converting and
+//! filtering every pixel in f32: 1080p → 160x160 about 3x faster (`BENCHMARKS.md`).
+//! `reduce = false` keeps the resize kernel on every source pixel.
 //!
 //! # Aspect modes
 //!
@@ -112,32 +136,55 @@
 //! along each output axis; for a similarity both equal its scale `s = sqrt|a·e − b·d|`).
 //! With `tent(v) = max(0, 1 − |v|)` and `(dx, dy)` = source pixel centre − `c`:
 //!
-//! * **`lx <= 1` and `ly <= 1`** (upscaling / scale 1): bilinear interpolation in source
-//!   axes, weight `tent(dx)·tent(dy)` — the 2x2 pixels around `c`.
-//! * **otherwise** (downscaling, anti-aliased): a tent over the output pixel's footprint.
-//!   `N = [ax·max(1, lx)/lx | ay·max(1, ly)/ly]` (the output axes as columns, each stretched
-//!   to at least one source pixel), `(P, Q) = N⁻¹·(dx, dy)`, weight `tent(P)·tent(Q)`.
-//!   For a similarity with scale `s > 1` this is `tent(u/s)·tent(v/s)`, `(u, v)` = the offset
-//!   in source pixels along the (rotated) output axes; for an axis-aligned transform it is
-//!   the resize kernel above (separable tent, support `max(1, scale)` per axis).
+//! * **`lx <= 1` and `ly <= 1`** (upscaling / scale 1; up to 1e-9): bilinear
+//!   interpolation in source axes, weight `tent(dx)·tent(dy)` — the 2x2 pixels around `c`.
+//! * **axis-aligned downscales** (`b = d = 0`, `a, e > 0`, FaceNet's margin crop):
+//!   [`Preprocessor::process_rect`] of the rectangle `T([0, out_w] x [0, out_h])` — the
+//!   resize kernel above, bit for bit.
+//! * **both output axes shrink** (`m = min(lx, ly) > 1`; every similarity with scale
+//!   `s > 1`, i.e. every aligned face chip cut from a larger face): in two steps, as dlib's
+//!   `extract_image_chip` samples a pyramid level before interpolating. (1) The *grid*: the
+//!   source around the output's footprint resampled with the resize kernel (and
+//!   `process_rect`'s edge rules) onto square cells `m` source pixels wide — centred on the
+//!   bounding box of `T([0, out_w] x [0, out_h])`, one cell of margin on each side, so that
+//!   rotating the frame and the transform together rotates the grid with them. (2) The
+//!   output sampled from the grid through the residual transform `T/m` (grid coordinates),
+//!   whose scale is 1 along at least one axis: bilinear for a similarity (fractions rounded
+//!   to f32, `top = p00 + tx·(p01 − p00)`, likewise `bottom`, then `top + ty·(bottom −
+//!   top)`), the footprint tent below otherwise. The anti-aliasing is the resize kernel's
+//!   tent of support `m` plus the bilinear step: a little softer than the direct footprint
+//!   tent, about 20 times cheaper. When the grid would exceed 4 times the output's area
+//!   (strongly anisotropic warps), the direct footprint tent is used instead. See
+//!   `affine::prefilter_plan`.
+//! * **otherwise** (one axis shrinks, the other does not): a tent over the output pixel's
+//!   footprint. `N = [ax·max(1, lx)/lx | ay·max(1, ly)/ly]` (the output axes as columns,
+//!   each stretched to at least one source pixel), `(P, Q) = N⁻¹·(dx, dy)`, weight
+//!   `tent(P)·tent(Q)`. For a similarity with scale `s > 1` this would be
+//!   `tent(u/s)·tent(v/s)`, `(u, v)` = the offset in source pixels along the (rotated)
+//!   output axes.
 //!
-//! The value is `Σ w·p / Σ w` over the taps (pixels with `w > 0`) inside the *sampling
-//! domain*, defined as for `process_rect` with the bounding box of `T([0, out_w] x
-//! [0, out_h])` as the rectangle (corner coordinates within 1e-9, relative, of an integer
-//! are snapped to it before rounding outward): taps outside the domain are dropped, taps
-//! inside it but outside the frame read black (0). (A pixel without any weighted tap —
-//! possible only for extremely sheared transforms — is black.)
+//! For the direct kernels, the value is `Σ w·p / Σ w` over the taps (pixels with `w > 0`)
+//! inside the *sampling domain*, defined as for `process_rect` with the bounding box of
+//! `T([0, out_w] x [0, out_h])` as the rectangle (corner coordinates within 1e-9, relative,
+//! of an integer are snapped to it before rounding outward): taps outside the domain are
+//! dropped, taps inside it but outside the frame read black (0). (A pixel without any
+//! weighted tap — possible only for extremely sheared transforms — is black.) The grid of a
+//! two-step warp is black where it lies outside the frame, blended at the frame's border as
+//! the resize kernel's edge rules dictate.
 //!
-//! Consequences (tested): [`AffineTransform::from_rect`] reproduces `process_rect` (same
-//! sample positions, weights and domain; equal within f32 rounding, <= 1e-3 on the 0..255
-//! scale, at every scale); the identity on a frame of the output size is a bit-exact copy;
-//! rotating the frame by 90° and the transform with it gives the same image.
+//! Consequences (tested): [`AffineTransform::from_rect`] reproduces `process_rect`
+//! exactly; the identity on a frame of the output size is a bit-exact copy; rotating the
+//! frame by 90° and the transform with it gives the same image (within f32 rounding); every
+//! path matches a direct f64 implementation of this definition within 1e-3 (0..255 scale).
 //!
-//! Implementation: the source pixels the output taps (their bounding box, clipped to the
-//! domain) are colour-converted once into a planar RGB f32 scratch — only those pixels,
-//! never the whole frame; in output tiles when the box exceeds 2^18 pixels — then each
-//! output pixel is computed directly (f64 geometry, f32 weights and sums, fixed order, the
-//! same AVX2 dispatch as the resizer). The scratch is reused (no allocation in steady state).
+//! Implementation: two-step warps resample the grid with the [`Resampler`] (only the
+//! source rows and columns its taps need are converted), then sample it eight output
+//! pixels at a time (AVX2 gathers where available, bit-identical to the portable loop).
+//! Direct footprints colour-convert the source pixels the output taps (their bounding box,
+//! clipped to the domain) once into a planar RGB f32 scratch — only those pixels, never the
+//! whole frame; in output tiles when the box exceeds 2^18 pixels — then compute each output
+//! pixel directly (f64 geometry, f32 weights and sums, fixed order, the same AVX2 dispatch
+//! as the resizer). Scratch space is reused (no allocation in steady state).
 //!
 //! # Normalization
 //!
@@ -694,6 +741,10 @@ pub struct PreprocessConfig {
     pub channel_order: ChannelOrder,
     /// Value normalization.
     pub normalization: Normalization,
+    /// Large downscales in [`Preprocessor::process`] / [`Preprocessor::process_rect`] first
+    /// average `k x k` boxes of stored samples (see the module docs, "Large downscales";
+    /// Pillow's `reducing_gap`). `false`: the resize kernel on every source pixel.
+    pub reduce: bool,
 }
 
 impl Default for PreprocessConfig {
@@ -713,6 +764,7 @@ impl PreprocessConfig {
             layout: TensorLayout::default(),
             channel_order: ChannelOrder::default(),
             normalization: Normalization::default(),
+            reduce: true,
         }
     }
 
@@ -1010,6 +1062,16 @@ struct AxisTable {
     hi: usize,
     /// Largest `Span::len`.
     max_len: usize,
+    /// The spans in blocks of [`BLOCK`] outputs for [`filter_h`] (the last block padded
+    /// with empty spans), every span padded to `max_len` taps, transposed per block (block
+    /// `b`, tap `k`, lane `l` at `(b·max_len + k)·BLOCK + l`): source index − `lo` (a
+    /// padding tap repeats the span's first tap, so it adds exactly `0·0` even next to
+    /// non-finite pixels), ...
+    block_index: Vec<i32>,
+    /// ... weight (0 for padding taps), ...
+    block_weights: Vec<f32>,
+    /// ... and `total` per output.
+    block_totals: Vec<f32>,
 }
 
 impl AxisTable {
@@ -1092,6 +1154,32 @@ impl AxisTable {
             self.lo = 0;
             self.hi = 0;
         }
+        let padded = out_len.div_ceil(BLOCK) * BLOCK;
+        let taps = self.max_len;
+        self.block_index.clear();
+        self.block_index.resize(padded * taps, 0);
+        self.block_weights.clear();
+        self.block_weights.resize(padded * taps, 0.0);
+        self.block_totals.clear();
+        self.block_totals.resize(padded, 0.0);
+        for (j, span) in self.spans.iter().enumerate() {
+            if span.len == 0 {
+                continue; // index 0, weight 0, total 0: exactly 0 (black)
+            }
+            let (blk, lane) = (j / BLOCK, j % BLOCK);
+            // i32 suffices: sources are at most MAX_SOURCE_RECT_EXTENT wide.
+            let first = (span.start - self.lo) as i32;
+            for k in 0..taps {
+                let at = (blk * taps + k) * BLOCK + lane;
+                if k < span.len {
+                    self.block_index[at] = first + k as i32;
+                    self.block_weights[at] = self.weights[span.offset + k];
+                } else {
+                    self.block_index[at] = first;
+                }
+            }
+            self.block_totals[j] = span.total;
+        }
     }
 }
 
@@ -1102,7 +1190,23 @@ trait RowSource {
     fn layout(&self) -> RowLayout;
     /// Pixels `x0..x1` of row `y`, in [`RowLayout`], into
     /// `out[..(x1 - x0) * layout().floats_per_pixel()]`; `scratch` is reusable temp space.
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut Vec<f32>);
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch);
+}
+
+/// Temp space of [`RowSource::read_row`] (reused: no allocation in steady state).
+#[derive(Clone, Debug, Default)]
+struct RowScratch {
+    /// Colour conversion.
+    conv: Vec<f32>,
+    /// Column sums of a box row (bytes of the frame's row layout, or luma).
+    sums: Vec<u16>,
+    /// Column sums of the chroma rows (I420: U then V; NV12: U,V pairs).
+    chroma: Vec<u16>,
+    /// NV12 chroma means, U,V pairs.
+    pairs: Vec<f32>,
+    /// Sliding-window sums of [`box_row`] and its two power-of-two window buffers.
+    win: Vec<u16>,
+    pow: [Vec<u16>; 2],
 }
 
 struct FrameRows<'f, 'a> {
@@ -1121,8 +1225,8 @@ impl RowSource for FrameRows<'_, '_> {
         row_layout(self.frame.format)
     }
     #[inline(always)]
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
-        convert_row(self.frame, &self.coeffs, y, x0, x1, out, scratch);
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch) {
+        convert_row(self.frame, &self.coeffs, y, x0, x1, out, &mut scratch.conv);
     }
 }
 
@@ -1146,9 +1250,305 @@ impl RowSource for RgbF32Rows<'_> {
         }
     }
     #[inline(always)]
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], _: &mut Vec<f32>) {
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], _: &mut RowScratch) {
         let base = y * self.width;
         out[..(x1 - x0) * 3].copy_from_slice(&self.data[(base + x0) * 3..(base + x1) * 3]);
+    }
+}
+
+/// Pillow's default `reducing_gap` (`Image.thumbnail`): boxes of `floor(scale / 2)`
+/// source pixels, so the resize kernel still spans 2 to 4 reduced pixels per output pixel.
+const REDUCING_GAP: f64 = 2.0;
+
+/// Upper bound of `kx·ky` (box sums of bytes stay within u16: 257 · 255 = 65535).
+const MAX_BOX_PIXELS: usize = 257;
+
+/// The frame reduced by `kx x ky` boxes (see the module docs, "Large downscales"): pixel
+/// (x, y) is the mean of source pixels `x·kx .. (x+1)·kx`, `y·ky .. (y+1)·ky` that lie in
+/// the frame, taken on the stored samples — bytes of packed formats, Y and the chroma
+/// samples of the box's 2x2 blocks of YUV formats (then converted).
+struct ReducedRows<'f, 'a> {
+    frame: &'f Frame<'a>,
+    coeffs: YuvCoeffs,
+    kx: usize,
+    ky: usize,
+}
+
+impl ReducedRows<'_, '_> {
+    /// Reduction factors for resampling `extent` source pixels onto `out_len` ones:
+    /// `floor(scale / REDUCING_GAP)` (at least 1), even for subsampled chroma (so that
+    /// boxes cover whole 2x2 chroma blocks).
+    fn factor(extent: f64, out_len: usize, yuv: bool) -> usize {
+        let k = (extent / out_len as f64 / REDUCING_GAP).floor();
+        let k = if k >= 2.0 {
+            k.min(MAX_BOX_PIXELS as f64) as usize
+        } else {
+            1
+        };
+        if yuv && k > 1 {
+            k & !1
+        } else {
+            k
+        }
+    }
+}
+
+/// Column sums `sums[i] += row[i]` (widening; vectorizes).
+#[inline(always)]
+fn add_row(sums: &mut [u16], row: &[u8]) {
+    for (s, &b) in sums.iter_mut().zip(row) {
+        *s += b as u16;
+    }
+}
+
+/// Box means along a row of column sums (`L` lanes per pixel; `sums` starts at the first
+/// box): `n` boxes of `k` pixels, except the last, of `last` pixels; `rows` source rows
+/// were summed. `out[i·L + lane]` = sum · (1 / count) (the mean, within an f32 ulp).
+///
+/// The full boxes' sums come from sliding-window sums over the whole row, built from
+/// power-of-two windows (`log2 k` doubling passes plus one pass per set bit of `k`, each a
+/// plain element-wise add that vectorizes), then read at every `k`-th pixel. No overflow:
+/// a window holds at most `k · rows · 255 <= MAX_BOX_PIXELS · 255 = 65535`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn box_row<const L: usize>(
+    sums: &[u16],
+    k: usize,
+    n: usize,
+    last: usize,
+    rows: usize,
+    out: &mut [f32],
+    win: &mut Vec<u16>,
+    pow: &mut [Vec<u16>; 2],
+) {
+    let full = if last == k { n } else { n - 1 };
+    let inv = 1.0 / (k * rows) as f32;
+    if L >= 3 {
+        // A pixel's lanes packed into one u64, 16 bits each: a box's lane sums never
+        // exceed 65535 (above), so they never carry into each other; one add per pixel.
+        let pack = |px: &[u16]| (0..L).fold(0u64, |acc, l| acc | (px[l] as u64) << (16 * l));
+        for (o, chunk) in out[..full * L]
+            .chunks_exact_mut(L)
+            .zip(sums.chunks_exact(k * L))
+        {
+            let acc: u64 = chunk.chunks_exact(L).map(pack).sum();
+            for (l, o) in o.iter_mut().enumerate() {
+                *o = ((acc >> (16 * l)) & 0xffff) as f32 * inv;
+            }
+        }
+    } else if full > 0 {
+        let len = full * k * L;
+        win.clear();
+        win.resize(len, 0);
+        let [p, q] = pow;
+        p.clear();
+        p.extend_from_slice(&sums[..len]);
+        // win[i] = Σ_{j < width} sums[i + j·L], valid for i < len − (width − 1)·L;
+        // p[i] = Σ_{j < w} sums[i + j·L], valid for i < len − (w − 1)·L.
+        let (mut width, mut w, mut bits) = (0, 1, k);
+        loop {
+            if bits & 1 == 1 {
+                let m = len - (width + w - 1) * L;
+                for (r, &v) in win[..m].iter_mut().zip(&p[width * L..width * L + m]) {
+                    *r += v;
+                }
+                width += w;
+            }
+            bits >>= 1;
+            if bits == 0 {
+                break;
+            }
+            let m = len - (2 * w - 1) * L;
+            q.clear();
+            q.extend(
+                p[..m]
+                    .iter()
+                    .zip(&p[w * L..w * L + m])
+                    .map(|(&a, &b)| a + b),
+            );
+            std::mem::swap(p, q);
+            w *= 2;
+        }
+        for (o, box_start) in out[..full * L].chunks_exact_mut(L).zip(win.chunks(k * L)) {
+            for l in 0..L {
+                o[l] = box_start[l] as f32 * inv;
+            }
+        }
+    }
+    if full < n {
+        let inv = 1.0 / (last * rows) as f32;
+        let mut acc = [0u32; L];
+        for px in sums[full * k * L..(full * k + last) * L].chunks_exact(L) {
+            for l in 0..L {
+                acc[l] += px[l] as u32;
+            }
+        }
+        for l in 0..L {
+            out[full * L + l] = acc[l] as f32 * inv;
+        }
+    }
+}
+
+impl RowSource for ReducedRows<'_, '_> {
+    fn width(&self) -> usize {
+        self.frame.width.div_ceil(self.kx)
+    }
+    fn height(&self) -> usize {
+        self.frame.height.div_ceil(self.ky)
+    }
+    fn layout(&self) -> RowLayout {
+        row_layout(self.frame.format)
+    }
+    #[inline(always)]
+    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch) {
+        let f = self.frame;
+        let (kx, ky) = (self.kx, self.ky);
+        let n = x1 - x0;
+        let (r0, r1) = (y * ky, ((y + 1) * ky).min(f.height));
+        let (c0, c1) = (x0 * kx, (x1 * kx).min(f.width));
+        let plane_sum =
+            |plane: usize, rows: (usize, usize), bytes: (usize, usize), sums: &mut Vec<u16>| {
+                sums.clear();
+                sums.resize(bytes.1 - bytes.0, 0);
+                for r in rows.0..rows.1 {
+                    add_row(sums, &plane_row(f, plane, r)[bytes.0..bytes.1]);
+                }
+            };
+        match f.format {
+            PixelFormat::I420 | PixelFormat::Nv12 => {
+                let c = &self.coeffs;
+                // Luma means into the R plane's place, chroma means after it.
+                set_len(&mut scratch.conv, 3 * n);
+                plane_sum(0, (r0, r1), (c0, c1), &mut scratch.sums);
+                let last = c1 - (x1 - 1) * kx;
+                box_row::<1>(
+                    &scratch.sums,
+                    kx,
+                    n,
+                    last,
+                    r1 - r0,
+                    &mut scratch.conv[..n],
+                    &mut scratch.win,
+                    &mut scratch.pow,
+                );
+                // Chroma samples of the boxes' 2x2 blocks (k even: k/2 chroma columns a box,
+                // the last one maybe fewer), or of the pixel's own block (k = 1).
+                let (cr0, cr1) = (r0 / 2, (r1 - 1) / 2 + 1);
+                let crows = cr1 - cr0;
+                let (k0, k1) = if kx == 1 {
+                    (x0 / 2, (x1 - 1) / 2 + 1)
+                } else {
+                    (c0 / 2, c1.div_ceil(2))
+                };
+                let (means, rest) = scratch.conv.split_at_mut(n);
+                let (um, vm) = rest.split_at_mut(n);
+                let chroma_last = k1 - (k0 + (n - 1) * (kx / 2));
+                let planes: &[(usize, usize)] = if f.format == PixelFormat::I420 {
+                    &[(1, 0), (2, 0)]
+                } else {
+                    &[(1, 0)]
+                };
+                for &(plane, _) in planes {
+                    let lanes = if f.format == PixelFormat::I420 { 1 } else { 2 };
+                    plane_sum(
+                        plane,
+                        (cr0, cr1),
+                        (k0 * lanes, k1 * lanes),
+                        &mut scratch.chroma,
+                    );
+                    let sums = &scratch.chroma;
+                    if kx == 1 {
+                        let inv = 1.0 / crows as f32;
+                        for i in 0..n {
+                            let at = ((x0 + i) / 2 - k0) * lanes;
+                            if lanes == 1 {
+                                let dst = if plane == 1 { &mut um[i] } else { &mut vm[i] };
+                                *dst = sums[at] as f32 * inv;
+                            } else {
+                                um[i] = sums[at] as f32 * inv;
+                                vm[i] = sums[at + 1] as f32 * inv;
+                            }
+                        }
+                    } else if lanes == 1 {
+                        let dst = if plane == 1 { &mut *um } else { &mut *vm };
+                        box_row::<1>(
+                            sums,
+                            kx / 2,
+                            n,
+                            chroma_last,
+                            crows,
+                            dst,
+                            &mut scratch.win,
+                            &mut scratch.pow,
+                        );
+                    } else {
+                        // NV12: U,V pairs, deinterleaved after.
+                        set_len(&mut scratch.pairs, 2 * n);
+                        box_row::<2>(
+                            sums,
+                            kx / 2,
+                            n,
+                            chroma_last,
+                            crows,
+                            &mut scratch.pairs,
+                            &mut scratch.win,
+                            &mut scratch.pow,
+                        );
+                        for (i, p) in scratch.pairs.chunks_exact(2).enumerate() {
+                            um[i] = p[0];
+                            vm[i] = p[1];
+                        }
+                    }
+                }
+                let (rp, rest) = out[..3 * n].split_at_mut(n);
+                let (gp, bp) = rest.split_at_mut(n);
+                for i in 0..n {
+                    let l = (means[i] - c.y_off) * c.y_scale;
+                    let cb = (um[i] - 128.0) * c.c_scale;
+                    let cr = (vm[i] - 128.0) * c.c_scale;
+                    let terms = [c.rv * cr, c.gu * cb + c.gv * cr, c.bu * cb];
+                    [rp[i], gp[i], bp[i]] = YuvCoeffs::rgb(l, terms);
+                }
+            }
+            format => {
+                let bpp = format.bytes_per_pixel().unwrap_or(1);
+                plane_sum(0, (r0, r1), (c0 * bpp, c1 * bpp), &mut scratch.sums);
+                let (rows, out) = (r1 - r0, &mut out[..n * bpp]);
+                let last = c1 - (x1 - 1) * kx;
+                match bpp {
+                    1 => box_row::<1>(
+                        &scratch.sums,
+                        kx,
+                        n,
+                        last,
+                        rows,
+                        out,
+                        &mut scratch.win,
+                        &mut scratch.pow,
+                    ),
+                    3 => box_row::<3>(
+                        &scratch.sums,
+                        kx,
+                        n,
+                        last,
+                        rows,
+                        out,
+                        &mut scratch.win,
+                        &mut scratch.pow,
+                    ),
+                    _ => box_row::<4>(
+                        &scratch.sums,
+                        kx,
+                        n,
+                        last,
+                        rows,
+                        out,
+                        &mut scratch.win,
+                        &mut scratch.pow,
+                    ),
+                }
+            }
+        }
     }
 }
 
@@ -1205,74 +1605,122 @@ fn filter_v<'r>(ws: &[f32], total: f32, row: impl Fn(usize) -> &'r [f32], acc: &
     }
 }
 
-/// `T·x_0 + Σ_k w_k·(x_k − x_0)` with a fixed summation order (8 partial sums).
+/// Output pixels per block of the horizontal pass (one AVX2 register of f32).
+const BLOCK: usize = 8;
+
+/// Horizontal pass for one destination row, [`BLOCK`] output pixels at a time: per
+/// output and channel `T·p_0 + Σ_{k=1}^{max_len-1} w_k·(p_k − p_0)` over the span padded
+/// to `max_len` taps (see [`AxisTable::block_index`]; a padding tap adds exactly 0),
+/// summed in tap order. `planes`: R, G, B rows of source columns `table.lo..table.hi`,
+/// `stride` floats apart. The AVX2 build gathers the taps of eight outputs at once and
+/// performs the portable loop's f32 operations, lane by lane: bit-identical results.
 #[inline(always)]
-fn dot_pivot(ws: &[f32], xs: &[f32], total: f32) -> f32 {
-    let p0 = xs[0];
-    let mut acc = [0.0f32; 8];
-    let mut wc = ws.chunks_exact(8);
-    let mut xc = xs.chunks_exact(8);
-    for (w, x) in (&mut wc).zip(&mut xc) {
-        for k in 0..8 {
-            acc[k] += w[k] * (x[k] - p0);
+fn filter_h<const AVX2: bool>(planes: &[f32], stride: usize, table: &AxisTable, out: &mut [f32]) {
+    let taps = table.max_len;
+    let blocks = table.spans.len().div_ceil(BLOCK);
+    debug_assert!(planes.len() >= 2 * stride + table.hi - table.lo);
+    debug_assert!(table.block_index.len() == blocks * taps * BLOCK);
+    let mut px = [[0.0f32; BLOCK]; 3];
+    for blk in 0..blocks {
+        let j0 = blk * BLOCK;
+        let at = blk * taps * BLOCK..(blk + 1) * taps * BLOCK;
+        let (index, ws) = (&table.block_index[at.clone()], &table.block_weights[at]);
+        let totals: &[f32; BLOCK] = table.block_totals[j0..j0 + BLOCK].try_into().unwrap();
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); every
+            // index is < hi − lo <= stride, inside its plane (checked in debug builds).
+            debug_assert!(index.iter().all(|&i| (i as usize) < table.hi - table.lo));
+            unsafe { block_h_avx2(planes, stride, index, ws, totals, taps, &mut px) };
+        }
+        if !AVX2 {
+            for (c, pc) in px.iter_mut().enumerate() {
+                let plane = &planes[c * stride..(c + 1) * stride];
+                for l in 0..BLOCK {
+                    let p0 = plane[index[l] as usize];
+                    let mut acc = 0.0f32;
+                    for k in 1..taps {
+                        let i = k * BLOCK + l;
+                        acc += ws[i] * (plane[index[i] as usize] - p0);
+                    }
+                    pc[l] = totals[l] * p0 + acc;
+                }
+            }
+        }
+        let n = BLOCK.min(table.spans.len() - j0);
+        for (l, o) in out[j0 * 3..(j0 + n) * 3].chunks_exact_mut(3).enumerate() {
+            o.copy_from_slice(&[px[0][l], px[1][l], px[2][l]]);
         }
     }
-    let mut tail = 0.0f32;
-    for (&w, &x) in wc.remainder().iter().zip(xc.remainder()) {
-        tail += w * (x - p0);
-    }
-    let sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    total * p0 + (sum + tail)
 }
 
-/// Horizontal pass for one destination row: planar R, G, B rows (`n` floats each, source
-/// columns `table.lo..table.hi`) into interleaved RGB `out`.
-#[inline(always)]
-fn filter_h(planes: &[f32], n: usize, table: &AxisTable, out: &mut [f32]) {
-    let (pr, rest) = planes.split_at(n);
-    let (pg, pb) = rest.split_at(n);
-    let pb = &pb[..n];
-    for (span, o) in table.spans.iter().zip(out.chunks_exact_mut(3)) {
-        if span.len == 0 {
-            o.fill(0.0);
-            continue;
+/// One block of [`filter_h`] with AVX2 gathers (same operations, same order).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_h_avx2(
+    planes: &[f32],
+    stride: usize,
+    index: &[i32],
+    ws: &[f32],
+    totals: &[f32; BLOCK],
+    taps: usize,
+    px: &mut [[f32; BLOCK]; 3],
+) {
+    use std::arch::x86_64::*;
+    let total = _mm256_loadu_ps(totals.as_ptr());
+    let idx = |k: usize| _mm256_loadu_si256(index.as_ptr().add(k * BLOCK) as *const __m256i);
+    for (c, pc) in px.iter_mut().enumerate() {
+        let base = planes.as_ptr().add(c * stride);
+        let p0 = _mm256_i32gather_ps::<4>(base, idx(0));
+        let mut acc = _mm256_setzero_ps();
+        for k in 1..taps {
+            let x = _mm256_i32gather_ps::<4>(base, idx(k));
+            let w = _mm256_loadu_ps(ws.as_ptr().add(k * BLOCK));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(w, _mm256_sub_ps(x, p0)));
         }
-        let ws = &table.weights[span.offset..span.offset + span.len];
-        let s = span.start - table.lo;
-        o[0] = dot_pivot(ws, &pr[s..s + span.len], span.total);
-        o[1] = dot_pivot(ws, &pg[s..s + span.len], span.total);
-        o[2] = dot_pivot(ws, &pb[s..s + span.len], span.total);
+        _mm256_storeu_ps(
+            pc.as_mut_ptr(),
+            _mm256_add_ps(_mm256_mul_ps(total, p0), acc),
+        );
     }
 }
 
-/// Interleaved `lanes`-per-pixel row into planar R, G, B (`n` pixels).
+/// A vertically filtered row in [`RowLayout`] (`n` pixels) into three planes `stride`
+/// floats apart.
 #[inline(always)]
-fn deinterleave(src: &[f32], lanes: usize, offsets: [usize; 3], n: usize, dst: &mut [f32]) {
+fn to_planes(src: &[f32], layout: RowLayout, n: usize, stride: usize, dst: &mut [f32]) {
     #[inline(always)]
-    fn run<const L: usize>(
-        src: &[f32],
-        o: [usize; 3],
-        r: &mut [f32],
-        g: &mut [f32],
-        b: &mut [f32],
-    ) {
-        for (((p, r), g), b) in src.chunks_exact(L).zip(r).zip(g).zip(b) {
+    fn run<const L: usize>(src: &[f32], o: [usize; 3], n: usize, stride: usize, dst: &mut [f32]) {
+        let (r, rest) = dst.split_at_mut(stride);
+        let (g, b) = rest.split_at_mut(stride);
+        for (((p, r), g), b) in src
+            .chunks_exact(L)
+            .zip(&mut r[..n])
+            .zip(&mut g[..n])
+            .zip(&mut b[..n])
+        {
             *r = p[o[0]];
             *g = p[o[1]];
             *b = p[o[2]];
         }
     }
-    let (r, rest) = dst[..3 * n].split_at_mut(n);
-    let (g, b) = rest.split_at_mut(n);
-    match lanes {
-        1 => {
-            r.copy_from_slice(&src[..n]);
-            g.copy_from_slice(&src[..n]);
-            b.copy_from_slice(&src[..n]);
+    match layout {
+        RowLayout::Planar => {
+            for c in 0..3 {
+                dst[c * stride..c * stride + n].copy_from_slice(&src[c * n..(c + 1) * n]);
+            }
         }
-        3 => run::<3>(src, offsets, r, g, b),
-        4 => run::<4>(src, offsets, r, g, b),
-        _ => unreachable!("unsupported lane count {lanes}"),
+        RowLayout::Interleaved { lanes, offsets } => match lanes {
+            1 => {
+                for c in 0..3 {
+                    dst[c * stride..c * stride + n].copy_from_slice(&src[..n]);
+                }
+            }
+            3 => run::<3>(src, offsets, n, stride, dst),
+            4 => run::<4>(src, offsets, n, stride, dst),
+            _ => unreachable!("unsupported lane count {lanes}"),
+        },
     }
 }
 
@@ -1289,10 +1737,10 @@ pub struct Resampler {
     ring: Vec<f32>,
     /// Vertically filtered row (same layout as a converted row).
     acc: Vec<f32>,
-    /// Planar R, G, B copy of `acc` for interleaved layouts.
-    planar: Vec<f32>,
-    /// Colour-conversion temp space.
-    scratch: Vec<f32>,
+    /// `acc` as padded R, G, B planes (the horizontal pass's input).
+    planes: Vec<f32>,
+    /// Row-reading temp space.
+    scratch: RowScratch,
     /// Tests: skip the AVX2 build of the pipeline.
     portable_only: bool,
 }
@@ -1388,7 +1836,7 @@ impl Resampler {
             unsafe { self.run_avx2(src, rect, dst, region) };
             return;
         }
-        self.run_impl(src, rect, dst, region);
+        self.run_impl::<false, S>(src, rect, dst, region);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1400,11 +1848,11 @@ impl Resampler {
         dst: &mut [f32],
         region: Region,
     ) {
-        self.run_impl(src, rect, dst, region);
+        self.run_impl::<true, S>(src, rect, dst, region);
     }
 
     #[inline(always)]
-    fn run_impl<S: RowSource>(
+    fn run_impl<const AVX2: bool, S: RowSource>(
         &mut self,
         src: &S,
         rect: SourceRect,
@@ -1436,9 +1884,8 @@ impl Resampler {
         let cap = self.v.max_len;
         set_len(&mut self.ring, cap * row_len);
         set_len(&mut self.acc, row_len);
-        if let RowLayout::Interleaved { .. } = layout {
-            set_len(&mut self.planar, 3 * n);
-        }
+        let pstride = n;
+        set_len(&mut self.planes, 3 * pstride);
 
         let ring = &mut self.ring;
         let mut next = 0usize; // first source row not converted yet
@@ -1463,14 +1910,8 @@ impl Resampler {
                 &ring[slot * row_len..(slot + 1) * row_len]
             };
             filter_v(ws, span.total, row, &mut self.acc);
-            let planes: &[f32] = match layout {
-                RowLayout::Planar => &self.acc,
-                RowLayout::Interleaved { lanes, offsets } => {
-                    deinterleave(&self.acc, lanes, offsets, n, &mut self.planar);
-                    &self.planar
-                }
-            };
-            filter_h(planes, n, &self.h, d);
+            to_planes(&self.acc, layout, n, pstride, &mut self.planes);
+            filter_h::<AVX2>(&self.planes, pstride, &self.h, d);
         }
     }
 
@@ -1483,8 +1924,35 @@ impl Resampler {
             (self.v.weights.as_ptr() as usize, self.v.weights.capacity()),
             (self.ring.as_ptr() as usize, self.ring.capacity()),
             (self.acc.as_ptr() as usize, self.acc.capacity()),
-            (self.planar.as_ptr() as usize, self.planar.capacity()),
-            (self.scratch.as_ptr() as usize, self.scratch.capacity()),
+            (self.planes.as_ptr() as usize, self.planes.capacity()),
+            (
+                self.scratch.conv.as_ptr() as usize,
+                self.scratch.conv.capacity(),
+            ),
+            (
+                self.scratch.sums.as_ptr() as usize,
+                self.scratch.sums.capacity(),
+            ),
+            (
+                self.scratch.chroma.as_ptr() as usize,
+                self.scratch.chroma.capacity(),
+            ),
+            (
+                self.scratch.pairs.as_ptr() as usize,
+                self.scratch.pairs.capacity(),
+            ),
+            (
+                self.scratch.win.as_ptr() as usize,
+                self.scratch.win.capacity(),
+            ),
+            (
+                self.scratch.pow[0].as_ptr() as usize,
+                self.scratch.pow[0].capacity(),
+            ),
+            (
+                self.scratch.pow[1].as_ptr() as usize,
+                self.scratch.pow[1].capacity(),
+            ),
         ]
     }
 }
@@ -1795,10 +2263,29 @@ impl Preprocessor {
     }
 
     fn resample(&mut self, frame: &Frame, rect: SourceRect, region: Region) {
-        let source = FrameRows {
-            frame,
-            coeffs: YuvCoeffs::new(frame.colorimetry),
-        };
+        let coeffs = YuvCoeffs::new(frame.colorimetry);
+        if self.config.reduce {
+            let yuv = frame.format.is_yuv();
+            let kx = ReducedRows::factor(rect.width, region.width, yuv);
+            let mut ky = ReducedRows::factor(rect.height, region.height, yuv);
+            while kx * ky > MAX_BOX_PIXELS {
+                ky = if yuv { (ky - 2).max(1) } else { ky - 1 };
+            }
+            if kx * ky > 1 {
+                let source = ReducedRows {
+                    frame,
+                    coeffs,
+                    kx,
+                    ky,
+                };
+                let (fx, fy) = (kx as f64, ky as f64);
+                let rect =
+                    SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
+                self.resampler.run(&source, rect, &mut self.image, region);
+                return;
+            }
+        }
+        let source = FrameRows { frame, coeffs };
         self.resampler.run(&source, rect, &mut self.image, region);
     }
 
@@ -1849,7 +2336,7 @@ mod tests {
     /// pixel, 2-D tent weights over the sampling domain (frame extended with black to
     /// cover the rectangle), normalized by their total.
     #[allow(clippy::too_many_arguments)]
-    fn naive_pixel(
+    pub(super) fn naive_pixel(
         src: &[f32],
         sw: usize,
         sh: usize,
@@ -2230,7 +2717,7 @@ mod tests {
     }
 
     /// Independent YUV reference: invert the forward RGB → (Y, Pb, Pr) matrix numerically.
-    fn yuv_reference(y: u8, u: u8, v: u8, c: YuvColorimetry) -> [f64; 3] {
+    fn yuv_reference(y: f64, u: f64, v: f64, c: YuvColorimetry) -> [f64; 3] {
         let (kr, kb) = match c.matrix {
             YuvMatrix::Bt601 => (0.299, 0.114),
             YuvMatrix::Bt709 => (0.2126, 0.0722),
@@ -2243,7 +2730,6 @@ mod tests {
             [0.5, -0.5 * kg / (1.0 - kr), -0.5 * kb / (1.0 - kr)],
         ];
         let inv = invert3(fwd);
-        let (y, u, v) = (y as f64, u as f64, v as f64);
         let ypp = if c.full_range {
             [y / 255.0, (u - 128.0) / 255.0, (v - 128.0) / 255.0]
         } else {
@@ -2277,8 +2763,12 @@ mod tests {
                 for y in 0..height {
                     for x in 0..width {
                         let ci = (y / 2) * cw + x / 2;
-                        expected[y * width + x] =
-                            yuv_reference(ys[y * width + x], us[ci], vs[ci], colorimetry);
+                        expected[y * width + x] = yuv_reference(
+                            ys[y * width + x] as f64,
+                            us[ci] as f64,
+                            vs[ci] as f64,
+                            colorimetry,
+                        );
                     }
                 }
                 strides[0] = width + pad;
@@ -2450,6 +2940,154 @@ mod tests {
         }
     }
 
+    /// The module docs' "Large downscales", straight in f64: box means of the stored
+    /// samples (bytes; Y, and the chroma samples of the boxes' 2x2 blocks), converted, then
+    /// the resize kernel's naive reference on the reduced image.
+    fn reduced_reference(tf: &TestFrame, kx: usize, ky: usize) -> (Vec<f32>, usize, usize) {
+        let (w, h) = (tf.width, tf.height);
+        let (rw, rh) = (w.div_ceil(kx), h.div_ceil(ky));
+        let byte = |p: usize, x: usize, y: usize| tf.planes[p][y * tf.strides[p] + x] as f64;
+        let mean = |xs: (usize, usize), ys: (usize, usize), at: &dyn Fn(usize, usize) -> f64| {
+            let mut sum = 0.0;
+            for y in ys.0..ys.1 {
+                for x in xs.0..xs.1 {
+                    sum += at(x, y);
+                }
+            }
+            sum / ((xs.1 - xs.0) * (ys.1 - ys.0)) as f64
+        };
+        let mut img = Vec::with_capacity(rw * rh * 3);
+        for ry in 0..rh {
+            for rx in 0..rw {
+                let xs = (rx * kx, ((rx + 1) * kx).min(w));
+                let ys = (ry * ky, ((ry + 1) * ky).min(h));
+                let px = match tf.format {
+                    PixelFormat::I420 | PixelFormat::Nv12 => {
+                        let blocks = |r: (usize, usize)| (r.0 / 2, (r.1 - 1) / 2 + 1);
+                        let (cx, cy) = (blocks(xs), blocks(ys));
+                        let y = mean(xs, ys, &|x, y| byte(0, x, y));
+                        let (u, v) = if tf.format == PixelFormat::I420 {
+                            (
+                                mean(cx, cy, &|x, y| byte(1, x, y)),
+                                mean(cx, cy, &|x, y| byte(2, x, y)),
+                            )
+                        } else {
+                            (
+                                mean(cx, cy, &|x, y| byte(1, 2 * x, y)),
+                                mean(cx, cy, &|x, y| byte(1, 2 * x + 1, y)),
+                            )
+                        };
+                        yuv_reference(y, u, v, tf.colorimetry)
+                    }
+                    f => {
+                        let bpp = f.bytes_per_pixel().unwrap();
+                        let offsets = f.rgb_offsets().unwrap_or([0, 0, 0]);
+                        offsets.map(|o| mean(xs, ys, &|x, y| byte(0, x * bpp + o, y)))
+                    }
+                };
+                img.extend(px.map(|v| v as f32));
+            }
+        }
+        (img, rw, rh)
+    }
+
+    #[test]
+    fn large_downscales_reduce_boxes_first() {
+        let mut rng = Rng(2026);
+        let colorimetry = YuvColorimetry {
+            matrix: YuvMatrix::Bt709,
+            full_range: false,
+        };
+        // (frame, output, expected factors): partial boxes at the right and bottom edges,
+        // odd sizes, factors forced even for YUV, one axis unreduced.
+        let cases = [
+            (163usize, 101usize, 20usize, 12usize),
+            (250, 61, 30, 29),
+            (97, 211, 10, 25),
+        ];
+        for format in PixelFormat::ALL {
+            for &(w, h, ow, oh) in &cases {
+                let tf = make_frame(format, w, h, 3, colorimetry, &mut rng);
+                let yuv = format.is_yuv();
+                let kx = ReducedRows::factor(w as f64, ow, yuv);
+                let ky = ReducedRows::factor(h as f64, oh, yuv);
+                assert!(kx * ky > 1, "{w}x{h} -> {ow}x{oh} is reduced");
+                let (img, rw, rh) = reduced_reference(&tf, kx, ky);
+                let rect = SourceRect::new(0.0, 0.0, w as f64 / kx as f64, h as f64 / ky as f64);
+                let mut pp = Preprocessor::new(none_config(ow, oh)).unwrap();
+                let mut out = vec![f32::NAN; ow * oh * 3];
+                pp.process(&tf.frame(), &mut out).unwrap();
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let want = naive_pixel(&img, rw, rh, rect, ow, oh, x, y);
+                        for c in 0..3 {
+                            let got = out[(y * ow + x) * 3 + c] as f64;
+                            assert!(
+                                (got - want[c]).abs() <= TOL,
+                                "{format:?} {w}x{h} -> {ow}x{oh} (k {kx}x{ky}) ({x},{y}) ch {c}: \
+                                 got {got}, want {}",
+                                want[c]
+                            );
+                        }
+                    }
+                }
+                // A crop rectangle (fractional, partly outside) is reduced the same way.
+                let rect = SourceRect::new(-3.5, 7.25, w as f64 * 0.8, h as f64 * 0.9);
+                let (kx, ky) = (
+                    ReducedRows::factor(rect.width, ow, yuv),
+                    ReducedRows::factor(rect.height, oh, yuv),
+                );
+                let (fx, fy) = (kx as f64, ky as f64);
+                let scaled =
+                    SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
+                let (img, rw, rh) = reduced_reference(&tf, kx, ky);
+                {
+                    pp.process_rect(&tf.frame(), rect, &mut out).unwrap();
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let want = naive_pixel(&img, rw, rh, scaled, ow, oh, x, y);
+                            for c in 0..3 {
+                                let got = out[(y * ow + x) * 3 + c] as f64;
+                                assert!(
+                                    (got - want[c]).abs() <= TOL,
+                                    "{format:?} rect ({x},{y}) ch {c}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Factors: floor(scale / 2), even for YUV, 1 below 4x.
+        assert_eq!(ReducedRows::factor(1920.0, 160, false), 6);
+        assert_eq!(ReducedRows::factor(1080.0, 160, false), 3);
+        assert_eq!(ReducedRows::factor(1080.0, 160, true), 2);
+        assert_eq!(ReducedRows::factor(639.0, 160, false), 1);
+        // Off: the resize kernel on every pixel (exactly what the reference above is not).
+        let tf = make_frame(PixelFormat::Rgb, 163, 101, 0, colorimetry, &mut rng);
+        let exact = |reduce: bool| {
+            let cfg = PreprocessConfig {
+                reduce,
+                ..none_config(20, 12)
+            };
+            let mut out = vec![0.0; 20 * 12 * 3];
+            Preprocessor::new(cfg)
+                .unwrap()
+                .process(&tf.frame(), &mut out)
+                .unwrap();
+            out
+        };
+        let rgb: Vec<f32> = tf
+            .expected
+            .iter()
+            .flat_map(|p| p.map(|v| v as f32))
+            .collect();
+        let off = exact(false);
+        let want = naive_pixel(&rgb, 163, 101, SourceRect::full(163, 101), 20, 12, 7, 5);
+        assert!((off[(5 * 20 + 7) * 3] as f64 - want[0]).abs() <= TOL);
+        assert_ne!(off, exact(true));
+    }
+
     #[test]
     fn yuv_downscale_matches_reference_pipeline() {
         // Colour conversion before filtering: compare with naive filter on reference RGB.
@@ -2462,7 +3100,11 @@ mod tests {
                 .iter()
                 .flat_map(|p| p.map(|v| v as f32))
                 .collect();
-            let mut pp = Preprocessor::new(none_config(40, 30)).unwrap();
+            let cfg = PreprocessConfig {
+                reduce: false,
+                ..none_config(40, 30)
+            };
+            let mut pp = Preprocessor::new(cfg).unwrap();
             let mut out = vec![0.0; 40 * 30 * 3];
             pp.process(&tf.frame(), &mut out).unwrap();
             for y in 0..30 {
@@ -2571,6 +3213,7 @@ mod tests {
                 layout,
                 channel_order: order,
                 normalization: norm,
+                reduce: false,
             };
             let mut out = vec![f32::NAN; cfg.tensor_len()];
             Preprocessor::new(cfg)

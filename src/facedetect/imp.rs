@@ -137,6 +137,7 @@ fn preprocessor_for(
         layout,
         channel_order: hints.channel_order.unwrap_or(ChannelOrder::Rgb),
         normalization,
+        reduce: true,
     })
     .map_err(|e| e.to_string())
 }

@@ -1132,6 +1132,7 @@ impl FaceNet {
             channel_order: effective.channel_order.into(),
             normalization: NormalizationKind::from(effective.normalization)
                 .with_numbers(to_f32(effective.mean), to_f32(effective.std)),
+            reduce: true,
         };
         let preprocessor = Preprocessor::new(pconfig.clone())
             .map_err(|e| LoadFailure::new(gst::LibraryError::Settings, e.to_string()))?;
