@@ -2034,10 +2034,24 @@ fn write_tensor(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
             let n = image.len() / 3;
             let (c0, rest) = out.split_at_mut(n);
             let (c1, c2) = rest.split_at_mut(n);
-            for (((p, a), b), c) in image.chunks_exact(3).zip(c0).zip(c1).zip(c2) {
-                *a = (p[map[0]] - sub[0]) / div[0];
-                *b = (p[map[1]] - sub[1]) / div[1];
-                *c = (p[map[2]] - sub[2]) / div[2];
+            // The channel map as constants (not indices) so that the loop vectorizes.
+            #[inline(always)]
+            fn planes<const BGR: bool>(
+                image: &[f32],
+                sub: [f32; 3],
+                div: [f32; 3],
+                [c0, c1, c2]: [&mut [f32]; 3],
+            ) {
+                let m = if BGR { [2, 1, 0] } else { [0, 1, 2] };
+                for (((p, a), b), c) in image.chunks_exact(3).zip(c0).zip(c1).zip(c2) {
+                    *a = (p[m[0]] - sub[0]) / div[0];
+                    *b = (p[m[1]] - sub[1]) / div[1];
+                    *c = (p[m[2]] - sub[2]) / div[2];
+                }
+            }
+            match cfg.channel_order {
+                ChannelOrder::Rgb => planes::<false>(image, sub, div, [c0, c1, c2]),
+                ChannelOrder::Bgr => planes::<true>(image, sub, div, [c0, c1, c2]),
             }
         }
     }

@@ -12,11 +12,12 @@ Asserted, on faceapi_resnet128.onnx (dlib's ResNet, Euclidean threshold 0.6), de
 * every photo yields the faces face-api finds (models/faceapi/detector_expected.json);
 * 100 % of same-face pairs (original face vs. itself in each variant) are below 0.6; a face the
   pipeline loses in a variant counts as a failed pair;
-* at least 93.5 % of the 231 different-face pairs (distinct faces of the original photos) are above.
-  The issue's goal is 95 %; this photo set measures 94.4-95.2 % depending on small alignment
-  details (about 12 pairs of different, similar-looking people sit between 0.43 and 0.6 on this
-  quantized port of dlib's model), so the assertion guards the measured level and the gap is
-  reported in models/README.md rather than hidden.
+* at least 95 % of the 231 different-face pairs (distinct faces of the original photos) are
+  above (the issue's goal; measured 220/231 = 95.2 %). The margin is one pair: the 12th-closest
+  pair of different people sits at 0.60006, the 11th at 0.59957 (similar-looking people on this
+  quantized port of dlib's model). The pipeline is deterministic (bit-identical pre-processing
+  with or without AVX2, the same distances with 1 or 2 ONNX Runtime threads), so this asserts
+  the measured level; models/README.md lists the closest pairs.
 The box-crop alignment (alignment=margin) is measured and printed only.
 
 Missing models or photos FAIL (not skip): they come from `make models`.
@@ -31,7 +32,7 @@ import accuracy as acc
 pytestmark = pytest.mark.usefixtures("facenet_plugin")
 
 SAME_RATE = 1.0
-DIFFERENT_RATE = 0.935  # measured 218/231 = 94.4 %; two pairs of slack
+DIFFERENT_RATE = 0.95  # the goal; measured 220/231 = 95.2 %
 BOX_IOU_VS_FACEAPI = 0.85  # the element's boxes vs. face-api's own (measured 0.915 .. 0.99)
 
 
