@@ -1369,9 +1369,11 @@ fn box_row<const L: usize>(
             std::mem::swap(p, q);
             w *= 2;
         }
-        for (o, box_start) in out[..full * L].chunks_exact_mut(L).zip(win.chunks(k * L)) {
+        // Box x's sum is win[x·k·L + lane]; one bounds check for all of them.
+        let (out, win) = (&mut out[..full * L], &win[..(full - 1) * k * L + L]);
+        for x in 0..full {
             for l in 0..L {
-                o[l] = box_start[l] as f32 * inv;
+                out[x * L + l] = win[x * k * L + l] as f32 * inv;
             }
         }
     }
