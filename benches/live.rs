@@ -120,7 +120,7 @@ fn run(props: &str, frames: usize) -> Outcome {
 fn main() {
     let frames = scale(300).max(60);
     let mut report = Report::new(
-        "5. Live source, slow model: synchronous vs async-inference vs inference-interval",
+        "7. Live source, slow model: synchronous vs async-inference vs inference-interval",
     );
     report.line(&machine());
     report.line(&format!(
