@@ -1204,7 +1204,13 @@ struct RowScratch {
     chroma: Vec<u16>,
     /// NV12 chroma means, U,V pairs.
     pairs: Vec<f32>,
-    /// Sliding-window sums of [`box_row`] and its two power-of-two window buffers.
+    /// Temp space of [`box_row`].
+    boxes: BoxScratch,
+}
+
+/// Sliding-window sums of [`box_row`] and its two power-of-two window buffers.
+#[derive(Clone, Debug, Default)]
+struct BoxScratch {
     win: Vec<u16>,
     pow: [Vec<u16>; 2],
 }
@@ -1318,9 +1324,9 @@ fn box_row<const L: usize>(
     last: usize,
     rows: usize,
     out: &mut [f32],
-    win: &mut Vec<u16>,
-    pow: &mut [Vec<u16>; 2],
+    boxes: &mut BoxScratch,
 ) {
+    let BoxScratch { win, pow } = boxes;
     let full = if last == k { n } else { n - 1 };
     let inv = 1.0 / (k * rows) as f32;
     if L >= 3 {
@@ -1410,9 +1416,11 @@ impl RowSource for ReducedRows<'_, '_> {
         let (c0, c1) = (x0 * kx, (x1 * kx).min(f.width));
         let plane_sum =
             |plane: usize, rows: (usize, usize), bytes: (usize, usize), sums: &mut Vec<u16>| {
+                // The first row widened, the others added (no zero fill first).
                 sums.clear();
-                sums.resize(bytes.1 - bytes.0, 0);
-                for r in rows.0..rows.1 {
+                let first = &plane_row(f, plane, rows.0)[bytes.0..bytes.1];
+                sums.extend(first.iter().map(|&b| u16::from(b)));
+                for r in rows.0 + 1..rows.1 {
                     add_row(sums, &plane_row(f, plane, r)[bytes.0..bytes.1]);
                 }
             };
@@ -1430,8 +1438,7 @@ impl RowSource for ReducedRows<'_, '_> {
                     last,
                     r1 - r0,
                     &mut scratch.conv[..n],
-                    &mut scratch.win,
-                    &mut scratch.pow,
+                    &mut scratch.boxes,
                 );
                 // Chroma samples of the boxes' 2x2 blocks (k even: k/2 chroma columns a box,
                 // the last one maybe fewer), or of the pixel's own block (k = 1).
@@ -1473,16 +1480,7 @@ impl RowSource for ReducedRows<'_, '_> {
                         }
                     } else if lanes == 1 {
                         let dst = if plane == 1 { &mut *um } else { &mut *vm };
-                        box_row::<1>(
-                            sums,
-                            kx / 2,
-                            n,
-                            chroma_last,
-                            crows,
-                            dst,
-                            &mut scratch.win,
-                            &mut scratch.pow,
-                        );
+                        box_row::<1>(sums, kx / 2, n, chroma_last, crows, dst, &mut scratch.boxes);
                     } else {
                         // NV12: U,V pairs, deinterleaved after.
                         set_len(&mut scratch.pairs, 2 * n);
@@ -1493,8 +1491,7 @@ impl RowSource for ReducedRows<'_, '_> {
                             chroma_last,
                             crows,
                             &mut scratch.pairs,
-                            &mut scratch.win,
-                            &mut scratch.pow,
+                            &mut scratch.boxes,
                         );
                         for (i, p) in scratch.pairs.chunks_exact(2).enumerate() {
                             um[i] = p[0];
@@ -1517,37 +1514,11 @@ impl RowSource for ReducedRows<'_, '_> {
                 plane_sum(0, (r0, r1), (c0 * bpp, c1 * bpp), &mut scratch.sums);
                 let (rows, out) = (r1 - r0, &mut out[..n * bpp]);
                 let last = c1 - (x1 - 1) * kx;
+                let (sums, boxes) = (&scratch.sums, &mut scratch.boxes);
                 match bpp {
-                    1 => box_row::<1>(
-                        &scratch.sums,
-                        kx,
-                        n,
-                        last,
-                        rows,
-                        out,
-                        &mut scratch.win,
-                        &mut scratch.pow,
-                    ),
-                    3 => box_row::<3>(
-                        &scratch.sums,
-                        kx,
-                        n,
-                        last,
-                        rows,
-                        out,
-                        &mut scratch.win,
-                        &mut scratch.pow,
-                    ),
-                    _ => box_row::<4>(
-                        &scratch.sums,
-                        kx,
-                        n,
-                        last,
-                        rows,
-                        out,
-                        &mut scratch.win,
-                        &mut scratch.pow,
-                    ),
+                    1 => box_row::<1>(sums, kx, n, last, rows, out, boxes),
+                    3 => box_row::<3>(sums, kx, n, last, rows, out, boxes),
+                    _ => box_row::<4>(sums, kx, n, last, rows, out, boxes),
                 }
             }
         }
@@ -1944,16 +1915,16 @@ impl Resampler {
                 self.scratch.pairs.capacity(),
             ),
             (
-                self.scratch.win.as_ptr() as usize,
-                self.scratch.win.capacity(),
+                self.scratch.boxes.win.as_ptr() as usize,
+                self.scratch.boxes.win.capacity(),
             ),
             (
-                self.scratch.pow[0].as_ptr() as usize,
-                self.scratch.pow[0].capacity(),
+                self.scratch.boxes.pow[0].as_ptr() as usize,
+                self.scratch.boxes.pow[0].capacity(),
             ),
             (
-                self.scratch.pow[1].as_ptr() as usize,
-                self.scratch.pow[1].capacity(),
+                self.scratch.boxes.pow[1].as_ptr() as usize,
+                self.scratch.boxes.pow[1].capacity(),
             ),
         ]
     }
@@ -3030,23 +3001,26 @@ mod tests {
                 assert!(kx * ky > 1, "{w}x{h} -> {ow}x{oh} is reduced");
                 let (img, rw, rh) = reduced_reference(&tf, kx, ky);
                 let rect = SourceRect::new(0.0, 0.0, w as f64 / kx as f64, h as f64 / ky as f64);
+                let compare = |out: &[f32], img: &[f32], rw, rh, rect, what: &str| {
+                    for y in 0..oh {
+                        for x in 0..ow {
+                            let want = naive_pixel(img, rw, rh, rect, ow, oh, x, y);
+                            for c in 0..3 {
+                                let got = out[(y * ow + x) * 3 + c] as f64;
+                                assert!(
+                                    (got - want[c]).abs() <= TOL,
+                                    "{format:?} {w}x{h} -> {ow}x{oh} {what} ({x},{y}) ch {c}: \
+                                     got {got}, want {}",
+                                    want[c]
+                                );
+                            }
+                        }
+                    }
+                };
                 let mut pp = Preprocessor::new(none_config(ow, oh)).unwrap();
                 let mut out = vec![f32::NAN; ow * oh * 3];
                 pp.process(&tf.frame(), &mut out).unwrap();
-                for y in 0..oh {
-                    for x in 0..ow {
-                        let want = naive_pixel(&img, rw, rh, rect, ow, oh, x, y);
-                        for c in 0..3 {
-                            let got = out[(y * ow + x) * 3 + c] as f64;
-                            assert!(
-                                (got - want[c]).abs() <= TOL,
-                                "{format:?} {w}x{h} -> {ow}x{oh} (k {kx}x{ky}) ({x},{y}) ch {c}: \
-                                 got {got}, want {}",
-                                want[c]
-                            );
-                        }
-                    }
-                }
+                compare(&out, &img, rw, rh, rect, &format!("(k {kx}x{ky})"));
                 // A crop rectangle (fractional, partly outside) is reduced the same way.
                 let rect = SourceRect::new(-3.5, 7.25, w as f64 * 0.8, h as f64 * 0.9);
                 let (kx, ky) = (
@@ -3057,21 +3031,15 @@ mod tests {
                 let scaled =
                     SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
                 let (img, rw, rh) = reduced_reference(&tf, kx, ky);
-                {
-                    pp.process_rect(&tf.frame(), rect, &mut out).unwrap();
-                    for y in 0..oh {
-                        for x in 0..ow {
-                            let want = naive_pixel(&img, rw, rh, scaled, ow, oh, x, y);
-                            for c in 0..3 {
-                                let got = out[(y * ow + x) * 3 + c] as f64;
-                                assert!(
-                                    (got - want[c]).abs() <= TOL,
-                                    "{format:?} rect ({x},{y}) ch {c}"
-                                );
-                            }
-                        }
-                    }
-                }
+                pp.process_rect(&tf.frame(), rect, &mut out).unwrap();
+                compare(
+                    &out,
+                    &img,
+                    rw,
+                    rh,
+                    scaled,
+                    &format!("rect {rect:?} (k {kx}x{ky})"),
+                );
             }
         }
         // Factors: floor(scale / 2), even for YUV, 1 below 4x.

@@ -189,6 +189,20 @@ fn snap(v: f64) -> f64 {
     }
 }
 
+/// Bounding box `[x0, x1, y0, y1]` of `T([0, out_w] x [0, out_h])` in source coordinates.
+fn footprint_box(t: &AffineTransform, out_w: usize, out_h: usize) -> [f64; 4] {
+    let (ow, oh) = (out_w as f64, out_h as f64);
+    let corners = [[0.0, 0.0], [ow, 0.0], [0.0, oh], [ow, oh]].map(|p| t.apply(p));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for p in corners {
+        x0 = x0.min(p[0]);
+        x1 = x1.max(p[0]);
+        y0 = y0.min(p[1]);
+        y1 = y1.max(p[1]);
+    }
+    [x0, x1, y0, y1]
+}
+
 /// Scales up to this count as 1 (bilinear): the residual of a two-step warp has scale 1
 /// up to f64 rounding.
 const UNIT_SCALE: f64 = 1.0 + 1e-9;
@@ -214,14 +228,7 @@ pub(super) fn prefilter_plan(t: &AffineTransform, out_w: usize, out_h: usize) ->
         return None;
     }
     let (ow, oh) = (out_w as f64, out_h as f64);
-    let corners = [[0.0, 0.0], [ow, 0.0], [0.0, oh], [ow, oh]].map(|p| t.apply(p));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for p in corners {
-        x0 = x0.min(p[0]);
-        x1 = x1.max(p[0]);
-        y0 = y0.min(p[1]);
-        y1 = y1.max(p[1]);
-    }
+    let [x0, x1, y0, y1] = footprint_box(t, out_w, out_h);
     // One cell of margin on each side: the residual warp's taps reach up to one cell past
     // the output's footprint. The grid is centred on the footprint, so that rotating the
     // frame and the transform together rotates the grid with them.
@@ -289,15 +296,7 @@ impl Kernel {
         if !(det != 0.0 && det.is_finite()) {
             return Err(err("the transform is singular"));
         }
-        let (ow, oh) = (out_w as f64, out_h as f64);
-        let corners = [[0.0, 0.0], [ow, 0.0], [0.0, oh], [ow, oh]].map(|p| t.apply(p));
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for p in corners {
-            x0 = x0.min(p[0]);
-            x1 = x1.max(p[0]);
-            y0 = y0.min(p[1]);
-            y1 = y1.max(p[1]);
-        }
+        let [x0, x1, y0, y1] = footprint_box(t, out_w, out_h);
         let bbox = SourceRect::new(x0, y0, x1 - x0, y1 - y0);
         if bbox.validate().is_err() {
             return Err(err(
