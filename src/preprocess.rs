@@ -1190,7 +1190,15 @@ trait RowSource {
     fn layout(&self) -> RowLayout;
     /// Pixels `x0..x1` of row `y`, in [`RowLayout`], into
     /// `out[..(x1 - x0) * layout().floats_per_pixel()]`; `scratch` is reusable temp space.
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch);
+    /// `AVX2`: called from the AVX2 build (the CPU has it).
+    fn read_row<const AVX2: bool>(
+        &self,
+        y: usize,
+        x0: usize,
+        x1: usize,
+        out: &mut [f32],
+        scratch: &mut RowScratch,
+    );
 }
 
 /// Temp space of [`RowSource::read_row`] (reused: no allocation in steady state).
@@ -1231,7 +1239,14 @@ impl RowSource for FrameRows<'_, '_> {
         row_layout(self.frame.format)
     }
     #[inline(always)]
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch) {
+    fn read_row<const AVX2: bool>(
+        &self,
+        y: usize,
+        x0: usize,
+        x1: usize,
+        out: &mut [f32],
+        scratch: &mut RowScratch,
+    ) {
         convert_row(self.frame, &self.coeffs, y, x0, x1, out, &mut scratch.conv);
     }
 }
@@ -1256,7 +1271,14 @@ impl RowSource for RgbF32Rows<'_> {
         }
     }
     #[inline(always)]
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], _: &mut RowScratch) {
+    fn read_row<const AVX2: bool>(
+        &self,
+        y: usize,
+        x0: usize,
+        x1: usize,
+        out: &mut [f32],
+        _: &mut RowScratch,
+    ) {
         let base = y * self.width;
         out[..(x1 - x0) * 3].copy_from_slice(&self.data[(base + x0) * 3..(base + x1) * 3]);
     }
@@ -1317,7 +1339,7 @@ fn add_row(sums: &mut [u16], row: &[u8]) {
 /// a window holds at most `k · rows · 255 <= MAX_BOX_PIXELS · 255 = 65535`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn box_row<const L: usize>(
+fn box_row<const L: usize, const AVX2: bool>(
     sums: &[u16],
     k: usize,
     n: usize,
@@ -1345,7 +1367,8 @@ fn box_row<const L: usize>(
     } else if full > 0 {
         let len = full * k * L;
         win.clear();
-        win.resize(len, 0);
+        // One element past the end: pick_boxes reads 32 bits per box.
+        win.resize(len + 1, 0);
         let [p, q] = pow;
         p.clear();
         p.extend_from_slice(&sums[..len]);
@@ -1375,13 +1398,7 @@ fn box_row<const L: usize>(
             std::mem::swap(p, q);
             w *= 2;
         }
-        // Box x's sum is win[x·k·L + lane]; one bounds check for all of them.
-        let (out, win) = (&mut out[..full * L], &win[..(full - 1) * k * L + L]);
-        for x in 0..full {
-            for l in 0..L {
-                out[x * L + l] = win[x * k * L + l] as f32 * inv;
-            }
-        }
+        pick_boxes::<L, AVX2>(win, k * L, full, inv, &mut out[..full * L]);
     }
     if full < n {
         let inv = 1.0 / (last * rows) as f32;
@@ -1397,6 +1414,55 @@ fn box_row<const L: usize>(
     }
 }
 
+/// `out[x·L + lane] = win[x·stride + lane] · inv` for the `n = out.len() / L` boxes
+/// (`L` = 1 or 2; `win` readable one element past the last box). The AVX2 build reads
+/// eight boxes' 32 bits at once (a gather; both lanes of a pair in one read) and does the
+/// same conversion and product: bit-identical.
+#[inline(always)]
+fn pick_boxes<const L: usize, const AVX2: bool>(
+    win: &[u16],
+    stride: usize,
+    n: usize,
+    inv: f32,
+    out: &mut [f32],
+) {
+    assert!(L <= 2 && n > 0 && (n - 1) * stride + 1 < win.len() && out.len() >= n * L);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && stride * n < i32::MAX as usize {
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); indices
+        // x·stride (x < n) read 4 bytes within win (asserted above); stores stay in out.
+        unsafe {
+            use std::arch::x86_64::*;
+            let lanes = _mm256_mullo_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32(stride as i32),
+            );
+            let (mask, scale) = (_mm256_set1_epi32(0xffff), _mm256_set1_ps(inv));
+            while done + 8 <= n {
+                let idx = _mm256_add_epi32(lanes, _mm256_set1_epi32((done * stride) as i32));
+                let v = _mm256_i32gather_epi32::<2>(win.as_ptr() as *const i32, idx);
+                let lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, mask)), scale);
+                if L == 1 {
+                    _mm256_storeu_ps(out.as_mut_ptr().add(done), lo);
+                } else {
+                    let hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32::<16>(v)), scale);
+                    let (a, b) = (_mm256_unpacklo_ps(lo, hi), _mm256_unpackhi_ps(lo, hi));
+                    let o = out.as_mut_ptr().add(2 * done);
+                    _mm256_storeu_ps(o, _mm256_permute2f128_ps::<0x20>(a, b));
+                    _mm256_storeu_ps(o.add(8), _mm256_permute2f128_ps::<0x31>(a, b));
+                }
+                done += 8;
+            }
+        }
+    }
+    for x in done..n {
+        for l in 0..L {
+            out[x * L + l] = win[x * stride + l] as f32 * inv;
+        }
+    }
+}
+
 impl RowSource for ReducedRows<'_, '_> {
     fn width(&self) -> usize {
         self.frame.width.div_ceil(self.kx)
@@ -1408,7 +1474,14 @@ impl RowSource for ReducedRows<'_, '_> {
         row_layout(self.frame.format)
     }
     #[inline(always)]
-    fn read_row(&self, y: usize, x0: usize, x1: usize, out: &mut [f32], scratch: &mut RowScratch) {
+    fn read_row<const AVX2: bool>(
+        &self,
+        y: usize,
+        x0: usize,
+        x1: usize,
+        out: &mut [f32],
+        scratch: &mut RowScratch,
+    ) {
         let f = self.frame;
         let (kx, ky) = (self.kx, self.ky);
         let n = x1 - x0;
@@ -1431,7 +1504,7 @@ impl RowSource for ReducedRows<'_, '_> {
                 set_len(&mut scratch.conv, 3 * n);
                 plane_sum(0, (r0, r1), (c0, c1), &mut scratch.sums);
                 let last = c1 - (x1 - 1) * kx;
-                box_row::<1>(
+                box_row::<1, AVX2>(
                     &scratch.sums,
                     kx,
                     n,
@@ -1480,11 +1553,19 @@ impl RowSource for ReducedRows<'_, '_> {
                         }
                     } else if lanes == 1 {
                         let dst = if plane == 1 { &mut *um } else { &mut *vm };
-                        box_row::<1>(sums, kx / 2, n, chroma_last, crows, dst, &mut scratch.boxes);
+                        box_row::<1, AVX2>(
+                            sums,
+                            kx / 2,
+                            n,
+                            chroma_last,
+                            crows,
+                            dst,
+                            &mut scratch.boxes,
+                        );
                     } else {
                         // NV12: U,V pairs, deinterleaved after.
                         set_len(&mut scratch.pairs, 2 * n);
-                        box_row::<2>(
+                        box_row::<2, AVX2>(
                             sums,
                             kx / 2,
                             n,
@@ -1516,9 +1597,9 @@ impl RowSource for ReducedRows<'_, '_> {
                 let last = c1 - (x1 - 1) * kx;
                 let (sums, boxes) = (&scratch.sums, &mut scratch.boxes);
                 match bpp {
-                    1 => box_row::<1>(sums, kx, n, last, rows, out, boxes),
-                    3 => box_row::<3>(sums, kx, n, last, rows, out, boxes),
-                    _ => box_row::<4>(sums, kx, n, last, rows, out, boxes),
+                    1 => box_row::<1, AVX2>(sums, kx, n, last, rows, out, boxes),
+                    3 => box_row::<3, AVX2>(sums, kx, n, last, rows, out, boxes),
+                    _ => box_row::<4, AVX2>(sums, kx, n, last, rows, out, boxes),
                 }
             }
         }
@@ -1873,7 +1954,7 @@ impl Resampler {
             while next < span.start + span.len {
                 let slot = next % cap;
                 let out = &mut ring[slot * row_len..(slot + 1) * row_len];
-                src.read_row(next, hlo, hhi, out, &mut self.scratch);
+                src.read_row::<AVX2>(next, hlo, hhi, out, &mut self.scratch);
                 next += 1;
             }
             let ws = &self.v.weights[span.offset..span.offset + span.len];
@@ -3482,22 +3563,25 @@ mod tests {
                     Some(SourceRect::new(-20.5, 30.25, 150.0, 170.0)),
                 ),
             ] {
-                let cfg = PreprocessConfig {
-                    aspect,
-                    ..none_config(64, 48)
-                };
-                let mut outs = Vec::new();
-                for portable in [false, true] {
-                    let mut pp = Preprocessor::new(cfg.clone()).unwrap();
-                    pp.resampler.portable_only = portable;
-                    let mut out = vec![0.0f32; cfg.tensor_len()];
-                    match rect {
-                        None => pp.process(&frame, &mut out).unwrap(),
-                        Some(r) => pp.process_rect(&frame, r, &mut out).unwrap(),
+                // Box reduction by 2 (64x48) and by 10 x 8 (16x12; 8-box blocks and tails).
+                for (w, h) in [(64, 48), (16, 12)] {
+                    let cfg = PreprocessConfig {
+                        aspect,
+                        ..none_config(w, h)
+                    };
+                    let mut outs = Vec::new();
+                    for portable in [false, true] {
+                        let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+                        pp.resampler.portable_only = portable;
+                        let mut out = vec![0.0f32; cfg.tensor_len()];
+                        match rect {
+                            None => pp.process(&frame, &mut out).unwrap(),
+                            Some(r) => pp.process_rect(&frame, r, &mut out).unwrap(),
+                        }
+                        outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
                     }
-                    outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                    assert_eq!(outs[0], outs[1], "{format:?} {aspect:?} {rect:?} {w}x{h}");
                 }
-                assert_eq!(outs[0], outs[1], "{format:?} {aspect:?} {rect:?}");
             }
         }
     }
