@@ -1210,13 +1210,11 @@ struct RowScratch {
     sums: Vec<u16>,
     /// Column sums of the chroma rows (I420: U then V; NV12: U,V pairs).
     chroma: Vec<u16>,
-    /// NV12 chroma means, U,V pairs.
-    pairs: Vec<f32>,
-    /// Temp space of [`box_row`].
+    /// Temp space of [`box_windows`].
     boxes: BoxScratch,
 }
 
-/// Sliding-window sums of [`box_row`] and its two power-of-two window buffers.
+/// Sliding-window sums of [`box_windows`] and its two power-of-two window buffers.
 #[derive(Clone, Debug, Default)]
 struct BoxScratch {
     win: Vec<u16>,
@@ -1329,137 +1327,137 @@ fn add_row(sums: &mut [u16], row: &[u8]) {
     }
 }
 
-/// Box means along a row of column sums (`L` lanes per pixel; `sums` starts at the first
-/// box): `n` boxes of `k` pixels, except the last, of `last` pixels; `rows` source rows
-/// were summed. `out[i·L + lane]` = sum · (1 / count) (the mean, within an f32 ulp).
+/// Sliding-window sums for the `full` whole boxes of a row of column sums (`lanes` values
+/// per pixel, `k` pixels a box): `boxes.win[i] = Σ_{j<k} sums[i + j·lanes]`, valid at every
+/// box start `x·k·lanes + lane`, readable one element past the last box.
 ///
-/// The full boxes' sums come from sliding-window sums over the whole row, built from
-/// power-of-two windows (`log2 k` doubling passes plus one pass per set bit of `k`, each a
-/// plain element-wise add that vectorizes), then read at every `k`-th pixel. No overflow:
-/// a window holds at most `k · rows · 255 <= MAX_BOX_PIXELS · 255 = 65535`.
+/// Built from power-of-two windows (`log2 k` doubling passes plus one pass per set bit of
+/// `k`, each a plain element-wise add that vectorizes). No overflow: a window holds at most
+/// `k · rows · 255 <= MAX_BOX_PIXELS · 255 = 65535`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn box_row<const L: usize, const AVX2: bool>(
-    sums: &[u16],
-    k: usize,
-    n: usize,
-    last: usize,
-    rows: usize,
-    out: &mut [f32],
-    boxes: &mut BoxScratch,
-) {
+fn box_windows(sums: &[u16], lanes: usize, k: usize, full: usize, boxes: &mut BoxScratch) {
     let BoxScratch { win, pow } = boxes;
-    let full = if last == k { n } else { n - 1 };
-    let inv = 1.0 / (k * rows) as f32;
-    if L >= 3 {
-        // A pixel's lanes packed into one u64, 16 bits each: a box's lane sums never
-        // exceed 65535 (above), so they never carry into each other; one add per pixel.
-        let pack = |px: &[u16]| (0..L).fold(0u64, |acc, l| acc | (px[l] as u64) << (16 * l));
-        for (o, chunk) in out[..full * L]
-            .chunks_exact_mut(L)
-            .zip(sums.chunks_exact(k * L))
-        {
-            let acc: u64 = chunk.chunks_exact(L).map(pack).sum();
-            for (l, o) in o.iter_mut().enumerate() {
-                *o = ((acc >> (16 * l)) & 0xffff) as f32 * inv;
+    let len = full * k * lanes;
+    win.clear();
+    win.resize(len + 1, 0);
+    let [p, q] = pow;
+    p.clear();
+    p.extend_from_slice(&sums[..len]);
+    // win[i] = Σ_{j < width} sums[i + j·lanes], valid for i < len − (width − 1)·lanes;
+    // p[i] = Σ_{j < w} sums[i + j·lanes], valid for i < len − (w − 1)·lanes.
+    let (mut width, mut w, mut bits) = (0, 1, k);
+    loop {
+        if bits & 1 == 1 {
+            let (m, at) = (len - (width + w - 1) * lanes, width * lanes);
+            for (r, &v) in win[..m].iter_mut().zip(&p[at..at + m]) {
+                *r += v;
             }
+            width += w;
         }
-    } else if full > 0 {
-        let len = full * k * L;
-        win.clear();
-        // One element past the end: pick_boxes reads 32 bits per box.
-        win.resize(len + 1, 0);
-        let [p, q] = pow;
-        p.clear();
-        p.extend_from_slice(&sums[..len]);
-        // win[i] = Σ_{j < width} sums[i + j·L], valid for i < len − (width − 1)·L;
-        // p[i] = Σ_{j < w} sums[i + j·L], valid for i < len − (w − 1)·L.
-        let (mut width, mut w, mut bits) = (0, 1, k);
-        loop {
-            if bits & 1 == 1 {
-                let m = len - (width + w - 1) * L;
-                for (r, &v) in win[..m].iter_mut().zip(&p[width * L..width * L + m]) {
-                    *r += v;
-                }
-                width += w;
-            }
-            bits >>= 1;
-            if bits == 0 {
-                break;
-            }
-            let m = len - (2 * w - 1) * L;
-            q.clear();
-            q.extend(
-                p[..m]
-                    .iter()
-                    .zip(&p[w * L..w * L + m])
-                    .map(|(&a, &b)| a + b),
-            );
-            std::mem::swap(p, q);
-            w *= 2;
+        bits >>= 1;
+        if bits == 0 {
+            break;
         }
-        pick_boxes::<L, AVX2>(win, k * L, full, inv, &mut out[..full * L]);
-    }
-    if full < n {
-        let inv = 1.0 / (last * rows) as f32;
-        let mut acc = [0u32; L];
-        for px in sums[full * k * L..(full * k + last) * L].chunks_exact(L) {
-            for l in 0..L {
-                acc[l] += px[l] as u32;
-            }
-        }
-        for l in 0..L {
-            out[full * L + l] = acc[l] as f32 * inv;
-        }
+        let (m, at) = (len - (2 * w - 1) * lanes, w * lanes);
+        q.clear();
+        q.extend(p[..m].iter().zip(&p[at..at + m]).map(|(&a, &b)| a + b));
+        std::mem::swap(p, q);
+        w *= 2;
     }
 }
 
-/// `out[x·L + lane] = win[x·stride + lane] · inv` for the `n = out.len() / L` boxes
-/// (`L` = 1 or 2; `win` readable one element past the last box). The AVX2 build reads
-/// eight boxes' 32 bits at once (a gather; both lanes of a pair in one read) and does the
-/// same conversion and product: bit-identical.
+/// Means of one lane of `n` boxes of `k` pixels (the last of `last` pixels) over `rows`
+/// summed rows: `out[x] = sum · (1 / count)` (the mean within an f32 ulp), whole boxes
+/// from [`box_windows`]' `win`, the last partial one summed from `sums`. The AVX2 build
+/// reads eight boxes' sums at once (a 32-bit gather, masked) and does the same conversion
+/// and product: bit-identical.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn pick_boxes<const L: usize, const AVX2: bool>(
+fn box_lane<const AVX2: bool>(
+    sums: &[u16],
     win: &[u16],
-    stride: usize,
-    n: usize,
-    inv: f32,
+    lanes: usize,
+    lane: usize,
+    k: usize,
+    (n, last): (usize, usize),
+    rows: usize,
     out: &mut [f32],
 ) {
-    assert!(L <= 2 && n > 0 && (n - 1) * stride + 1 < win.len() && out.len() >= n * L);
+    let full = if last == k { n } else { n - 1 };
+    let stride = k * lanes;
+    let inv = 1.0 / (k * rows) as f32;
+    let out = &mut out[..n];
     let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if AVX2 && stride * n < i32::MAX as usize {
-        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); indices
-        // x·stride (x < n) read 4 bytes within win (asserted above); stores stay in out.
-        unsafe {
-            use std::arch::x86_64::*;
-            let lanes = _mm256_mullo_epi32(
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                _mm256_set1_epi32(stride as i32),
-            );
-            let (mask, scale) = (_mm256_set1_epi32(0xffff), _mm256_set1_ps(inv));
-            while done + 8 <= n {
-                let idx = _mm256_add_epi32(lanes, _mm256_set1_epi32((done * stride) as i32));
-                let v = _mm256_i32gather_epi32::<2>(win.as_ptr() as *const i32, idx);
-                let lo = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, mask)), scale);
-                if L == 1 {
-                    _mm256_storeu_ps(out.as_mut_ptr().add(done), lo);
-                } else {
-                    let hi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32::<16>(v)), scale);
-                    let (a, b) = (_mm256_unpacklo_ps(lo, hi), _mm256_unpackhi_ps(lo, hi));
-                    let o = out.as_mut_ptr().add(2 * done);
-                    _mm256_storeu_ps(o, _mm256_permute2f128_ps::<0x20>(a, b));
-                    _mm256_storeu_ps(o.add(8), _mm256_permute2f128_ps::<0x31>(a, b));
+    if full > 0 {
+        assert!((full - 1) * stride + lane + 1 < win.len());
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && stride * full < i32::MAX as usize {
+            // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); every
+            // index x·stride + lane (x < full) reads 4 bytes inside win (asserted above);
+            // the stores stay within out[..full].
+            unsafe {
+                use std::arch::x86_64::*;
+                let lanes8 = _mm256_mullo_epi32(
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                    _mm256_set1_epi32(stride as i32),
+                );
+                let (mask, scale) = (_mm256_set1_epi32(0xffff), _mm256_set1_ps(inv));
+                while done + 8 <= full {
+                    let base = (done * stride + lane) as i32;
+                    let idx = _mm256_add_epi32(lanes8, _mm256_set1_epi32(base));
+                    let v = _mm256_i32gather_epi32::<2>(win.as_ptr() as *const i32, idx);
+                    let m = _mm256_cvtepi32_ps(_mm256_and_si256(v, mask));
+                    _mm256_storeu_ps(out.as_mut_ptr().add(done), _mm256_mul_ps(m, scale));
+                    done += 8;
                 }
-                done += 8;
             }
         }
-    }
-    for x in done..n {
-        for l in 0..L {
-            out[x * L + l] = win[x * stride + l] as f32 * inv;
+        for x in done..full {
+            out[x] = win[x * stride + lane] as f32 * inv;
         }
+    }
+    if full < n {
+        let start = full * stride + lane;
+        let total: u32 = (0..last).map(|j| sums[start + j * lanes] as u32).sum();
+        out[full] = total as f32 * (1.0 / (last * rows) as f32);
+    }
+}
+
+/// Box means of 4-byte pixels (`k` pixels a box, the last of `last`) into R, G, B planes
+/// of `n` (`out`), channels at byte `offsets`. A pixel's four column sums are packed into
+/// one u64, 16 bits each: a box's lane sums never exceed 65535 (`MAX_BOX_PIXELS`), so they
+/// never carry into each other, and a box costs one add per pixel. (For 4-byte pixels this
+/// beats [`box_windows`], whose passes would run over all four lanes.)
+#[inline(always)]
+fn box_planes_4(
+    sums: &[u16],
+    k: usize,
+    (n, last): (usize, usize),
+    rows: usize,
+    offsets: [usize; 3],
+    out: &mut [f32],
+) {
+    let (r, rest) = out.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    let pack = |px: &[u16]| {
+        u64::from(px[0]) | u64::from(px[1]) << 16 | u64::from(px[2]) << 32 | u64::from(px[3]) << 48
+    };
+    let lane = |acc: u64, o: usize| ((acc >> (16 * o)) & 0xffff) as f32;
+    let full = if last == k { n } else { n - 1 };
+    let inv = 1.0 / (k * rows) as f32;
+    for (x, pixels) in sums[..full * k * 4].chunks_exact(k * 4).enumerate() {
+        let acc: u64 = pixels.chunks_exact(4).map(pack).sum();
+        r[x] = lane(acc, offsets[0]) * inv;
+        g[x] = lane(acc, offsets[1]) * inv;
+        b[x] = lane(acc, offsets[2]) * inv;
+    }
+    if full < n {
+        let pixels = &sums[full * k * 4..(full * k + last) * 4];
+        let acc: u64 = pixels.chunks_exact(4).map(pack).sum();
+        let inv = 1.0 / (last * rows) as f32;
+        r[full] = lane(acc, offsets[0]) * inv;
+        g[full] = lane(acc, offsets[1]) * inv;
+        b[full] = lane(acc, offsets[2]) * inv;
     }
 }
 
@@ -1471,7 +1469,7 @@ impl RowSource for ReducedRows<'_, '_> {
         self.frame.height.div_ceil(self.ky)
     }
     fn layout(&self) -> RowLayout {
-        row_layout(self.frame.format)
+        RowLayout::Planar
     }
     #[inline(always)]
     fn read_row<const AVX2: bool>(
@@ -1504,15 +1502,11 @@ impl RowSource for ReducedRows<'_, '_> {
                 set_len(&mut scratch.conv, 3 * n);
                 plane_sum(0, (r0, r1), (c0, c1), &mut scratch.sums);
                 let last = c1 - (x1 - 1) * kx;
-                box_row::<1, AVX2>(
-                    &scratch.sums,
-                    kx,
-                    n,
-                    last,
-                    r1 - r0,
-                    &mut scratch.conv[..n],
-                    &mut scratch.boxes,
-                );
+                let full = if last == kx { n } else { n - 1 };
+                box_windows(&scratch.sums, 1, kx, full, &mut scratch.boxes);
+                let (sums, win) = (&scratch.sums, &scratch.boxes.win);
+                let luma = &mut scratch.conv[..n];
+                box_lane::<AVX2>(sums, win, 1, 0, kx, (n, last), r1 - r0, luma);
                 // Chroma samples of the boxes' 2x2 blocks (k even: k/2 chroma columns a box,
                 // the last one maybe fewer), or of the pixel's own block (k = 1).
                 let (cr0, cr1) = (r0 / 2, (r1 - 1) / 2 + 1);
@@ -1551,32 +1545,17 @@ impl RowSource for ReducedRows<'_, '_> {
                                 vm[i] = sums[at + 1] as f32 * inv;
                             }
                         }
-                    } else if lanes == 1 {
-                        let dst = if plane == 1 { &mut *um } else { &mut *vm };
-                        box_row::<1, AVX2>(
-                            sums,
-                            kx / 2,
-                            n,
-                            chroma_last,
-                            crows,
-                            dst,
-                            &mut scratch.boxes,
-                        );
                     } else {
-                        // NV12: U,V pairs, deinterleaved after.
-                        set_len(&mut scratch.pairs, 2 * n);
-                        box_row::<2, AVX2>(
-                            sums,
-                            kx / 2,
-                            n,
-                            chroma_last,
-                            crows,
-                            &mut scratch.pairs,
-                            &mut scratch.boxes,
-                        );
-                        for (i, p) in scratch.pairs.chunks_exact(2).enumerate() {
-                            um[i] = p[0];
-                            vm[i] = p[1];
+                        let (ck, full) = (kx / 2, if chroma_last == kx / 2 { n } else { n - 1 });
+                        box_windows(sums, lanes, ck, full, &mut scratch.boxes);
+                        let win = &scratch.boxes.win;
+                        let dims = (n, chroma_last);
+                        if lanes == 1 {
+                            let dst = if plane == 1 { &mut *um } else { &mut *vm };
+                            box_lane::<AVX2>(sums, win, 1, 0, ck, dims, crows, dst);
+                        } else {
+                            box_lane::<AVX2>(sums, win, 2, 0, ck, dims, crows, um);
+                            box_lane::<AVX2>(sums, win, 2, 1, ck, dims, crows, vm);
                         }
                     }
                 }
@@ -1591,15 +1570,28 @@ impl RowSource for ReducedRows<'_, '_> {
                 }
             }
             format => {
+                // Every channel's means into its own plane (the alpha / padding byte skipped).
                 let bpp = format.bytes_per_pixel().unwrap_or(1);
                 plane_sum(0, (r0, r1), (c0 * bpp, c1 * bpp), &mut scratch.sums);
-                let (rows, out) = (r1 - r0, &mut out[..n * bpp]);
                 let last = c1 - (x1 - 1) * kx;
-                let (sums, boxes) = (&scratch.sums, &mut scratch.boxes);
-                match bpp {
-                    1 => box_row::<1, AVX2>(sums, kx, n, last, rows, out, boxes),
-                    3 => box_row::<3, AVX2>(sums, kx, n, last, rows, out, boxes),
-                    _ => box_row::<4, AVX2>(sums, kx, n, last, rows, out, boxes),
+                let offsets = format.rgb_offsets().unwrap_or([0; 3]);
+                if bpp == 4 {
+                    let rows = r1 - r0;
+                    box_planes_4(
+                        &scratch.sums,
+                        kx,
+                        (n, last),
+                        rows,
+                        offsets,
+                        &mut out[..3 * n],
+                    );
+                    return;
+                }
+                let full = if last == kx { n } else { n - 1 };
+                box_windows(&scratch.sums, bpp, kx, full, &mut scratch.boxes);
+                let (sums, win) = (&scratch.sums, &scratch.boxes.win);
+                for (c, plane) in out[..3 * n].chunks_exact_mut(n).enumerate() {
+                    box_lane::<AVX2>(sums, win, bpp, offsets[c], kx, (n, last), r1 - r0, plane);
                 }
             }
         }
@@ -1990,10 +1982,6 @@ impl Resampler {
             (
                 self.scratch.chroma.as_ptr() as usize,
                 self.scratch.chroma.capacity(),
-            ),
-            (
-                self.scratch.pairs.as_ptr() as usize,
-                self.scratch.pairs.capacity(),
             ),
             (
                 self.scratch.boxes.win.as_ptr() as usize,
