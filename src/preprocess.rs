@@ -95,9 +95,10 @@
 //!
 //! # Large downscales
 //!
-//! With [`PreprocessConfig::reduce`] (the default), [`Preprocessor::process`] and
-//! [`Preprocessor::process_rect`] first shrink the frame by whole boxes when an axis
-//! shrinks 4x or more — Pillow's `Image.resize(..., reducing_gap=2.0)`, the default of its
+//! With [`PreprocessConfig::reduce`] (the default), [`Preprocessor::process`],
+//! [`Preprocessor::process_rect`] and the grid of a two-step
+//! [`Preprocessor::process_affine`] (see "Aligned crops") first shrink the frame by whole
+//! boxes when an axis shrinks 4x or more — Pillow's `Image.resize(..., reducing_gap=2.0)`, the default of its
 //! `thumbnail`: per axis, `k = floor(scale / 2)` (at least 1; made even for I420 / NV12 so
 //! that boxes cover whole 2x2 chroma blocks; `kx·ky <= 257` so that byte sums fit u16).
 //! Reduced pixel (x, y) is the mean of the source pixels `x·kx .. (x+1)·kx`,
@@ -145,7 +146,8 @@
 //!   `s > 1`, i.e. every aligned face chip cut from a larger face): in two steps, as dlib's
 //!   `extract_image_chip` samples a pyramid level before interpolating. (1) The *grid*: the
 //!   source around the output's footprint resampled with the resize kernel (and
-//!   `process_rect`'s edge rules) onto square cells `m` source pixels wide — centred on the
+//!   `process_rect`'s edge rules and large-downscale reduction) onto square cells `m`
+//!   source pixels wide — centred on the
 //!   bounding box of `T([0, out_w] x [0, out_h])`, one cell of margin on each side, so that
 //!   rotating the frame and the transform together rotates the grid with them. (2) The
 //!   output sampled from the grid through the residual transform `T/m` (grid coordinates),
@@ -178,8 +180,9 @@
 //! path matches a direct f64 implementation of this definition within 1e-3 (0..255 scale).
 //!
 //! Implementation: two-step warps resample the grid with the [`Resampler`] (only the
-//! source rows and columns its taps need are converted), then sample it eight output
-//! pixels at a time (AVX2 gathers where available, bit-identical to the portable loop).
+//! source rows and columns its taps need are converted) into `R, G, B, 0` pixels, then
+//! sample it eight output pixels at a time (with AVX2 two pixels a register, each pixel's
+//! four taps two 32-byte loads; bit-identical to the portable loop).
 //! Direct footprints colour-convert the source pixels the output taps (their bounding box,
 //! clipped to the domain) once into a planar RGB f32 scratch — only those pixels, never the
 //! whole frame; in output tiles when the box exceeds 2^18 pixels — then compute each output
@@ -582,16 +585,43 @@ fn dup2(dst: &mut [f32], src: &[f32], odd: bool) {
     } else {
         (dst, src)
     };
-    // Blocks of 8 outputs (shuffles once vectorized), then the tail.
-    let blocks = dst.len() / 8;
-    for (d, v) in dst.chunks_exact_mut(8).zip(src.chunks_exact(4)) {
+    // Blocks of 8 outputs, then the tail. A pure copy, so the AVX2 permute (the
+    // compiler's own vectorization of this loop stores lane by lane) cannot change a bit.
+    let mut blocks = 0;
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        blocks = unsafe { dup2_avx2(dst, src) };
+    }
+    for (d, v) in dst[blocks * 8..]
+        .chunks_exact_mut(8)
+        .zip(src[blocks * 4..].chunks_exact(4))
+    {
         for k in 0..8 {
             d[k] = v[k / 2];
         }
     }
-    for (i, d) in dst.iter_mut().enumerate().skip(blocks * 8) {
+    let done = dst.len() / 8 * 8;
+    for (i, d) in dst.iter_mut().enumerate().skip(done) {
         *d = src[i / 2];
     }
+}
+
+/// [`dup2`]'s blocks of eight outputs (one permute each); returns how many it wrote.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dup2_avx2(dst: &mut [f32], src: &[f32]) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = (dst.len() / 8).min(src.len() / 4);
+    let idx = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    for b in 0..blocks {
+        let v = _mm256_castps128_ps256(_mm_loadu_ps(src.as_ptr().add(4 * b)));
+        _mm256_storeu_ps(
+            dst.as_mut_ptr().add(8 * b),
+            _mm256_permutevar8x32_ps(v, idx),
+        );
+    }
+    blocks
 }
 
 /// YUV pixels `x0..x1` of one row to planar R, G, B (`out[..3n]`, `n = x1 - x0`).
@@ -741,8 +771,9 @@ pub struct PreprocessConfig {
     pub channel_order: ChannelOrder,
     /// Value normalization.
     pub normalization: Normalization,
-    /// Large downscales in [`Preprocessor::process`] / [`Preprocessor::process_rect`] first
-    /// average `k x k` boxes of stored samples (see the module docs, "Large downscales";
+    /// Large downscales in [`Preprocessor::process`] / [`Preprocessor::process_rect`] / the
+    /// grid of a two-step [`Preprocessor::process_affine`] first average `k x k` boxes of
+    /// stored samples (see the module docs, "Large downscales";
     /// Pillow's `reducing_gap`). `false`: the resize kernel on every source pixel.
     pub reduce: bool,
 }
@@ -1319,11 +1350,36 @@ impl ReducedRows<'_, '_> {
     }
 }
 
+/// The box factors `(kx, ky)` of `rect` resampled to `out_w x out_h` (1: that axis is not
+/// reduced): [`ReducedRows::factor`] per axis, `ky` lowered until a box holds at most
+/// [`MAX_BOX_PIXELS`] pixels (the u16 sums' limit).
+pub(super) fn reduce_factors(
+    rect: SourceRect,
+    out_w: usize,
+    out_h: usize,
+    yuv: bool,
+) -> (usize, usize) {
+    let kx = ReducedRows::factor(rect.width, out_w, yuv);
+    let mut ky = ReducedRows::factor(rect.height, out_h, yuv);
+    while kx * ky > MAX_BOX_PIXELS {
+        ky = if yuv { (ky - 2).max(1) } else { ky - 1 };
+    }
+    (kx, ky)
+}
+
 /// Column sums `sums[i] += row[i]` (widening; vectorizes).
 #[inline(always)]
 fn add_row(sums: &mut [u16], row: &[u8]) {
     for (s, &b) in sums.iter_mut().zip(row) {
         *s += b as u16;
+    }
+}
+
+/// Column sums of two rows at once: `sums[i] += a[i] + b[i]` (widening; vectorizes).
+#[inline(always)]
+fn add_rows2(sums: &mut [u16], a: &[u8], b: &[u8]) {
+    for ((s, &x), &y) in sums.iter_mut().zip(a).zip(b) {
+        *s += u16::from(x) + u16::from(y);
     }
 }
 
@@ -1338,19 +1394,32 @@ fn add_row(sums: &mut [u16], row: &[u8]) {
 fn box_windows(sums: &[u16], lanes: usize, k: usize, full: usize, boxes: &mut BoxScratch) {
     let BoxScratch { win, pow } = boxes;
     let len = full * k * lanes;
-    win.clear();
-    win.resize(len + 1, 0);
+    // Only `win[..len − (k − 1)·lanes]` is ever read as a window (the entry after the last
+    // box is read only to be masked off), so stale values elsewhere are harmless: no
+    // zero fill, the first window is copied in.
+    if win.len() < len + 1 {
+        win.resize(len + 1, 0);
+    }
     let [p, q] = pow;
-    p.clear();
-    p.extend_from_slice(&sums[..len]);
     // win[i] = Σ_{j < width} sums[i + j·lanes], valid for i < len − (width − 1)·lanes;
-    // p[i] = Σ_{j < w} sums[i + j·lanes], valid for i < len − (w − 1)·lanes.
+    // level[i] = Σ_{j < w} sums[i + j·lanes], valid for i < len − (w − 1)·lanes, where
+    // level is `sums` itself for w = 1, then `q`, `p`, `q`, … (each built from the last).
     let (mut width, mut w, mut bits) = (0, 1, k);
+    let mut level = 0;
     loop {
+        let cur: &[u16] = match level {
+            0 => &sums[..len],
+            l if l % 2 == 1 => q,
+            _ => p,
+        };
         if bits & 1 == 1 {
             let (m, at) = (len - (width + w - 1) * lanes, width * lanes);
-            for (r, &v) in win[..m].iter_mut().zip(&p[at..at + m]) {
-                *r += v;
+            if width == 0 {
+                win[..m].copy_from_slice(&cur[..m]);
+            } else {
+                for (r, &v) in win[..m].iter_mut().zip(&cur[at..at + m]) {
+                    *r += v;
+                }
             }
             width += w;
         }
@@ -1359,10 +1428,15 @@ fn box_windows(sums: &[u16], lanes: usize, k: usize, full: usize, boxes: &mut Bo
             break;
         }
         let (m, at) = (len - (2 * w - 1) * lanes, w * lanes);
-        q.clear();
-        q.extend(p[..m].iter().zip(&p[at..at + m]).map(|(&a, &b)| a + b));
-        std::mem::swap(p, q);
+        let (cur, next): (&[u16], &mut Vec<u16>) = match level {
+            0 => (&sums[..len], q),
+            l if l % 2 == 1 => (q, p),
+            _ => (p, q),
+        };
+        next.clear();
+        next.extend(cur[..m].iter().zip(&cur[at..at + m]).map(|(&a, &b)| a + b));
         w *= 2;
+        level += 1;
     }
 }
 
@@ -1439,14 +1513,46 @@ fn box_planes_4(
 ) {
     let (r, rest) = out.split_at_mut(n);
     let (g, b) = rest.split_at_mut(n);
+    // A pixel's four u16 lane sums are 8 contiguous bytes: one (unaligned) u64 load,
+    // little-endian order, so lane `o` lands in bits 16·o.. on every target.
     let pack = |px: &[u16]| {
-        u64::from(px[0]) | u64::from(px[1]) << 16 | u64::from(px[2]) << 32 | u64::from(px[3]) << 48
+        let px: &[u16; 4] = px.try_into().expect("4 lanes");
+        // SAFETY: `px` is 4 initialized u16 = 8 readable bytes; read_unaligned has no
+        // alignment requirement.
+        let raw = unsafe { std::ptr::read_unaligned(px.as_ptr() as *const u64) };
+        if cfg!(target_endian = "little") {
+            raw
+        } else {
+            u64::from(px[0])
+                | u64::from(px[1]) << 16
+                | u64::from(px[2]) << 32
+                | u64::from(px[3]) << 48
+        }
     };
     let lane = |acc: u64, o: usize| ((acc >> (16 * o)) & 0xffff) as f32;
     let full = if last == k { n } else { n - 1 };
     let inv = 1.0 / (k * rows) as f32;
-    for (x, pixels) in sums[..full * k * 4].chunks_exact(k * 4).enumerate() {
-        let acc: u64 = pixels.chunks_exact(4).map(pack).sum();
+    let box_sum = |x: usize| -> u64 {
+        sums[x * k * 4..(x + 1) * k * 4]
+            .chunks_exact(4)
+            .map(pack)
+            .sum()
+    };
+    // Eight boxes at a time, then each channel's eight means in one go (a uniform shift
+    // and an i32 conversion, exact below 2^16: vectorizes).
+    let mut x = 0;
+    while x + 8 <= full {
+        let acc: [u64; 8] = std::array::from_fn(|l| box_sum(x + l));
+        for (plane, &o) in [&mut *r, &mut *g, &mut *b].into_iter().zip(&offsets) {
+            let shift = 16 * o as u32;
+            for (p, &a) in plane[x..x + 8].iter_mut().zip(&acc) {
+                *p = ((a >> shift) as u32 & 0xffff) as i32 as f32 * inv;
+            }
+        }
+        x += 8;
+    }
+    for x in x..full {
+        let acc = box_sum(x);
         r[x] = lane(acc, offsets[0]) * inv;
         g[x] = lane(acc, offsets[1]) * inv;
         b[x] = lane(acc, offsets[2]) * inv;
@@ -1487,12 +1593,25 @@ impl RowSource for ReducedRows<'_, '_> {
         let (c0, c1) = (x0 * kx, (x1 * kx).min(f.width));
         let plane_sum =
             |plane: usize, rows: (usize, usize), bytes: (usize, usize), sums: &mut Vec<u16>| {
-                // The first row widened, the others added (no zero fill first).
+                // Rows two at a time (half the loads and stores of the sums), the first
+                // pair written rather than added (no zero fill first).
+                let row = |r: usize| &plane_row(f, plane, r)[bytes.0..bytes.1];
                 sums.clear();
-                let first = &plane_row(f, plane, rows.0)[bytes.0..bytes.1];
-                sums.extend(first.iter().map(|&b| u16::from(b)));
-                for r in rows.0 + 1..rows.1 {
-                    add_row(sums, &plane_row(f, plane, r)[bytes.0..bytes.1]);
+                let mut r = rows.0;
+                if rows.1 - r >= 2 {
+                    let pairs = row(r).iter().zip(row(r + 1));
+                    sums.extend(pairs.map(|(&a, &b)| u16::from(a) + u16::from(b)));
+                    r += 2;
+                } else {
+                    sums.extend(row(r).iter().map(|&b| u16::from(b)));
+                    r += 1;
+                }
+                while r + 2 <= rows.1 {
+                    add_rows2(sums, row(r), row(r + 1));
+                    r += 2;
+                }
+                if r < rows.1 {
+                    add_row(sums, row(r));
                 }
             };
         match f.format {
@@ -1599,7 +1718,7 @@ impl RowSource for ReducedRows<'_, '_> {
 }
 
 /// Destination region: `width x height` pixels at (`x`, `y`) of an interleaved RGB f32
-/// image `stride` pixels wide.
+/// image `stride` pixels wide, `pixel` floats a pixel (3: R, G, B; 4: R, G, B, 0).
 #[derive(Clone, Copy, Debug)]
 struct Region {
     x: usize,
@@ -1607,6 +1726,7 @@ struct Region {
     width: usize,
     height: usize,
     stride: usize,
+    pixel: usize,
 }
 
 fn set_len(v: &mut Vec<f32>, len: usize) {
@@ -1660,8 +1780,15 @@ const BLOCK: usize = 8;
 /// summed in tap order. `planes`: R, G, B rows of source columns `table.lo..table.hi`,
 /// `stride` floats apart. The AVX2 build gathers the taps of eight outputs at once and
 /// performs the portable loop's f32 operations, lane by lane: bit-identical results.
+/// `out`: `pixel` floats an output pixel (R, G, B, then 0 where `pixel` is 4).
 #[inline(always)]
-fn filter_h<const AVX2: bool>(planes: &[f32], stride: usize, table: &AxisTable, out: &mut [f32]) {
+fn filter_h<const AVX2: bool>(
+    planes: &[f32],
+    stride: usize,
+    table: &AxisTable,
+    out: &mut [f32],
+    pixel: usize,
+) {
     let taps = table.max_len;
     let blocks = table.spans.len().div_ceil(BLOCK);
     debug_assert!(planes.len() >= 2 * stride + table.hi - table.lo);
@@ -1694,8 +1821,14 @@ fn filter_h<const AVX2: bool>(planes: &[f32], stride: usize, table: &AxisTable, 
             }
         }
         let n = BLOCK.min(table.spans.len() - j0);
-        for (l, o) in out[j0 * 3..(j0 + n) * 3].chunks_exact_mut(3).enumerate() {
-            o.copy_from_slice(&[px[0][l], px[1][l], px[2][l]]);
+        if pixel == 4 {
+            for (l, o) in out[j0 * 4..(j0 + n) * 4].chunks_exact_mut(4).enumerate() {
+                o.copy_from_slice(&[px[0][l], px[1][l], px[2][l], 0.0]);
+            }
+        } else {
+            for (l, o) in out[j0 * 3..(j0 + n) * 3].chunks_exact_mut(3).enumerate() {
+                o.copy_from_slice(&[px[0][l], px[1][l], px[2][l]]);
+            }
         }
     }
 }
@@ -1865,9 +1998,43 @@ impl Resampler {
             width: dst_width,
             height: dst_height,
             stride: dst_width,
+            pixel: 3,
         };
         self.run(&source, rect, dst, region);
         Ok(())
+    }
+
+    /// `rect` of a frame into `region` of `dst`, its large downscales reduced first when
+    /// `reduce` (see [`reduce_factors`] and the module docs, "Large downscales").
+    fn run_frame(
+        &mut self,
+        frame: &Frame,
+        rect: SourceRect,
+        dst: &mut [f32],
+        region: Region,
+        reduce: bool,
+    ) {
+        let coeffs = YuvCoeffs::new(frame.colorimetry);
+        let yuv = frame.format.is_yuv();
+        let (kx, ky) = if reduce {
+            reduce_factors(rect, region.width, region.height, yuv)
+        } else {
+            (1, 1)
+        };
+        if kx * ky > 1 {
+            let source = ReducedRows {
+                frame,
+                coeffs,
+                kx,
+                ky,
+            };
+            let (fx, fy) = (kx as f64, ky as f64);
+            let rect = SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
+            self.run(&source, rect, dst, region);
+            return;
+        }
+        let source = FrameRows { frame, coeffs };
+        self.run(&source, rect, dst, region);
     }
 
     /// The core: `rect` of `src` into `region` of `dst`. `rect` must be validated.
@@ -1908,10 +2075,10 @@ impl Resampler {
         self.h.update(src.width(), rect.x, rect.width, region.width);
         self.v
             .update(src.height(), rect.y, rect.height, region.height);
-        let out_len = region.width * 3;
-        let dst_stride = region.stride * 3;
+        let out_len = region.width * region.pixel;
+        let dst_stride = region.stride * region.pixel;
         let dst_row = |j: usize| {
-            let start = (region.y + j) * dst_stride + region.x * 3;
+            let start = (region.y + j) * dst_stride + region.x * region.pixel;
             start..start + out_len
         };
 
@@ -1956,8 +2123,13 @@ impl Resampler {
                 &ring[slot * row_len..(slot + 1) * row_len]
             };
             filter_v(ws, span.total, row, &mut self.acc);
-            to_planes(&self.acc, layout, n, pstride, &mut self.planes);
-            filter_h::<AVX2>(&self.planes, pstride, &self.h, d);
+            if layout == RowLayout::Planar {
+                // Already three planes n floats apart.
+                filter_h::<AVX2>(&self.acc, n, &self.h, d, region.pixel);
+            } else {
+                to_planes(&self.acc, layout, n, pstride, &mut self.planes);
+                filter_h::<AVX2>(&self.planes, pstride, &self.h, d, region.pixel);
+            }
         }
     }
 
@@ -2027,6 +2199,13 @@ pub fn resize_rgb_f32(
 /// FaceNet prewhiten statistics of `values`: `(mean, max(std, 1/sqrt(n)))`, population
 /// std, accumulated in f64 (two passes). `values` must be non-empty.
 pub fn prewhiten_stats(values: &[f32]) -> (f64, f64) {
+    prewhiten_stats_impl(values)
+}
+
+/// [`prewhiten_stats`], inlined into [`write_tensor`]'s AVX2 build (four f64 lanes for the
+/// four partial sums: the same sums in the same order).
+#[inline(always)]
+fn prewhiten_stats_impl(values: &[f32]) -> (f64, f64) {
     let n = values.len() as f64;
     // Four partial sums in a fixed order (vectorizes; a generic, not a `dyn`, so the
     // per-value function inlines).
@@ -2050,12 +2229,29 @@ pub fn prewhiten_stats(values: &[f32]) -> (f64, f64) {
 }
 
 /// Normalizes an interleaved RGB image (0..255) and writes it in the configured layout.
+/// On x86_64 CPUs with AVX2 the same code runs compiled for AVX2 (twice the lanes for
+/// the divisions; the same operations, so the same bits).
 fn write_tensor(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn write_tensor_avx2(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
+            write_tensor_impl(image, cfg, out);
+        }
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { write_tensor_avx2(image, cfg, out) };
+        return;
+    }
+    write_tensor_impl(image, cfg, out);
+}
+
+#[inline(always)]
+fn write_tensor_impl(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
     let (sub, div): ([f32; 3], [f32; 3]) = match cfg.normalization {
         Normalization::None => ([0.0; 3], [1.0; 3]),
         Normalization::Fixed { mean, std } => (mean, std),
         Normalization::Prewhiten => {
-            let (m, s) = prewhiten_stats(image);
+            let (m, s) = prewhiten_stats_impl(image);
             ([m as f32; 3], [s as f32; 3])
         }
     };
@@ -2173,6 +2369,7 @@ impl Preprocessor {
             width: w,
             height: h,
             stride: w,
+            pixel: 3,
         };
         match self.config.aspect {
             Aspect::Stretch => {
@@ -2193,6 +2390,7 @@ impl Preprocessor {
                     width: p.width,
                     height: p.height,
                     stride: w,
+                    pixel: 3,
                 };
                 self.resample(frame, SourceRect::full(frame.width, frame.height), region)
             }
@@ -2219,6 +2417,7 @@ impl Preprocessor {
             width: w,
             height: h,
             stride: w,
+            pixel: 3,
         };
         self.resample(frame, src, full);
         write_tensor(&self.image, &self.config, out);
@@ -2321,30 +2520,9 @@ impl Preprocessor {
     }
 
     fn resample(&mut self, frame: &Frame, rect: SourceRect, region: Region) {
-        let coeffs = YuvCoeffs::new(frame.colorimetry);
-        if self.config.reduce {
-            let yuv = frame.format.is_yuv();
-            let kx = ReducedRows::factor(rect.width, region.width, yuv);
-            let mut ky = ReducedRows::factor(rect.height, region.height, yuv);
-            while kx * ky > MAX_BOX_PIXELS {
-                ky = if yuv { (ky - 2).max(1) } else { ky - 1 };
-            }
-            if kx * ky > 1 {
-                let source = ReducedRows {
-                    frame,
-                    coeffs,
-                    kx,
-                    ky,
-                };
-                let (fx, fy) = (kx as f64, ky as f64);
-                let rect =
-                    SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
-                self.resampler.run(&source, rect, &mut self.image, region);
-                return;
-            }
-        }
-        let source = FrameRows { frame, coeffs };
-        self.resampler.run(&source, rect, &mut self.image, region);
+        let reduce = self.config.reduce;
+        self.resampler
+            .run_frame(frame, rect, &mut self.image, region, reduce);
     }
 
     #[cfg(test)]
@@ -3001,7 +3179,11 @@ mod tests {
     /// The module docs' "Large downscales", straight in f64: box means of the stored
     /// samples (bytes; Y, and the chroma samples of the boxes' 2x2 blocks), converted, then
     /// the resize kernel's naive reference on the reduced image.
-    fn reduced_reference(tf: &TestFrame, kx: usize, ky: usize) -> (Vec<f32>, usize, usize) {
+    pub(super) fn reduced_reference(
+        tf: &TestFrame,
+        kx: usize,
+        ky: usize,
+    ) -> (Vec<f32>, usize, usize) {
         let (w, h) = (tf.width, tf.height);
         let (rw, rh) = (w.div_ceil(kx), h.div_ceil(ky));
         let byte = |p: usize, x: usize, y: usize| tf.planes[p][y * tf.strides[p] + x] as f64;

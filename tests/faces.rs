@@ -152,6 +152,45 @@ fn n_faces_are_one_batched_run() {
     assert!(EmbeddingMeta::from_buffer(&out).is_none());
 }
 
+/// `n-threads` spreads a frame's faces over helper threads; each has its own scratch
+/// space, so the tensors, and so the embeddings, are the same bits as with one thread.
+#[test]
+fn faces_prepared_on_several_threads_embed_identically() {
+    common::init();
+    let image = decode(&common::sample_photo("sample5.jpg"));
+    let embeddings = |props: &str| {
+        let mut h = face_pipeline(props);
+        h.set_src_caps_str(&image.caps());
+        let facenet = h.find_element("facenet").unwrap();
+        let mut frames = Vec::new();
+        // Two frames: the second reuses the helpers the first created.
+        for _ in 0..2 {
+            let out = h.push_and_pull(image.buffer()).unwrap();
+            frames.push(
+                faces_of(&out)
+                    .into_iter()
+                    .map(|f| (f.rect, f.embedding.expect("embedding").embedding))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(
+            facenet.property::<u64>("model-runs"),
+            2,
+            "{props}: one run a frame"
+        );
+        if props.is_empty() {
+            assert_eq!(facenet.property::<u32>("n-threads"), 1, "the default");
+        }
+        frames
+    };
+    let one = embeddings("");
+    assert_eq!(one[0].len(), 5);
+    assert_eq!(one[0], one[1]);
+    for props in ["n-threads=3", "n-threads=0", "n-threads=16"] {
+        assert_eq!(embeddings(props), one, "{props}");
+    }
+}
+
 /// A region embedded in roi-list mode equals the full-frame embedding of the same crop
 /// fed alone: with a transform that is an exact pixel translation the crop is the same
 /// pixels, so only the region machinery differs.

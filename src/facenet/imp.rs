@@ -198,6 +198,9 @@ const DEFAULT_OBJECT_CLASS: &str = crate::meta::face_detection::ROI_TYPE;
 const DEFAULT_ALIGNMENT: AlignmentMode = AlignmentMode::Auto;
 /// Sandberg's FaceNet aligns 160x160 validation crops with a 32-pixel margin.
 const DEFAULT_MARGIN: u32 = 32;
+/// One thread, as videoconvert's `n-threads`: ONNX Runtime's own threads (intra-op-threads,
+/// one per core by default) spin-wait between runs and would compete with more.
+const DEFAULT_N_THREADS: u32 = 1;
 
 /// A property the model's metadata may default: `explicit` once the user sets it.
 #[derive(Debug, Clone, Copy)]
@@ -248,6 +251,7 @@ struct Settings {
     object_class: Option<String>,
     alignment: AlignmentMode,
     margin: u32,
+    n_threads: u32,
     inference_interval: u32,
     async_inference: bool,
 }
@@ -271,6 +275,7 @@ impl Default for Settings {
             object_class: Some(DEFAULT_OBJECT_CLASS.to_string()),
             alignment: DEFAULT_ALIGNMENT,
             margin: DEFAULT_MARGIN,
+            n_threads: DEFAULT_N_THREADS,
             inference_interval: DEFAULT_INFERENCE_INTERVAL,
             async_inference: DEFAULT_ASYNC_INFERENCE,
         }
@@ -303,6 +308,11 @@ struct State {
     alignment: Alignment,
     /// Region mode: the faces of the current frame and their tensor transforms.
     faces: Vec<RoiFace>,
+    /// The retained faces' transforms, in batch order.
+    transforms: Vec<AffineTransform>,
+    /// Region mode: copies of `preprocessor` that prepare a frame's faces on helper
+    /// threads (`n-threads`; created on the first frame that needs them).
+    helpers: Vec<Preprocessor>,
 }
 
 /// A region of interest picked for embedding.
@@ -768,6 +778,13 @@ impl ObjectImpl for FaceNet {
                     .default_value(DEFAULT_MARGIN)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("n-threads")
+                    .nick("Threads")
+                    .blurb("In roi-list mode, threads that prepare a frame's faces for the model (0 = one per core). Worth raising when the model runs elsewhere (CUDA, TensorRT, OpenVINO on a GPU/NPU) or on fewer threads than cores (intra-op-threads)")
+                    .maximum(1024)
+                    .default_value(DEFAULT_N_THREADS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("model-runs")
                     .nick("Model runs")
                     .blurb("Model runs since the element started (in roi-list mode, all faces of a frame are one batched run when the model allows)")
@@ -843,6 +860,7 @@ impl ObjectImpl for FaceNet {
             "object-class" => settings.object_class = value.get().expect("type checked upstream"),
             "alignment" => settings.alignment = value.get().expect("type checked upstream"),
             "margin" => settings.margin = value.get().expect("type checked upstream"),
+            "n-threads" => settings.n_threads = value.get().expect("type checked upstream"),
             "onnxruntime-library" if backend::runtime_attempted() => {
                 settings.ep.set(pspec.name(), value);
                 gst::warning!(
@@ -888,6 +906,7 @@ impl ObjectImpl for FaceNet {
             "object-class" => settings.object_class.to_value(),
             "alignment" => settings.alignment.to_value(),
             "margin" => settings.margin.to_value(),
+            "n-threads" => settings.n_threads.to_value(),
             name => settings
                 .ep
                 .get(name)
@@ -1182,6 +1201,8 @@ impl FaceNet {
             effective,
             alignment,
             faces: Vec::new(),
+            transforms: Vec::new(),
+            helpers: Vec::new(),
         })
     }
 
@@ -1189,13 +1210,17 @@ impl FaceNet {
     /// straight from the frame, embedded in one batched run (face by face for models with
     /// a fixed batch of 1); each ROI gets a `facenet-embedding` param.
     fn embed_regions(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (l2_normalize, post_messages, object_class, margin) = {
+        let (l2_normalize, post_messages, object_class, margin, n_threads) = {
             let s = self.settings();
             (
                 s.l2_normalize,
                 s.post_messages,
                 s.object_class.clone(),
                 f64::from(s.margin),
+                match s.n_threads {
+                    0 => std::thread::available_parallelism().map_or(1, usize::from),
+                    n => n as usize,
+                },
             )
         };
         let mut guard = self.state();
@@ -1265,18 +1290,24 @@ impl FaceNet {
         let dim = state.model.spec().embedding_dim;
         state.tensor.resize(images * per_face, 0.0);
         state.output.resize(images * dim, 0.0);
+        state.transforms.clear();
+        state
+            .transforms
+            .extend(state.faces.iter().filter_map(|f| f.transform));
+        let workers = n_threads.min(n);
+        while state.helpers.len() + 1 < workers {
+            let helper = state.preprocessor.clone();
+            state.helpers.push(helper);
+        }
+        let helpers = &mut state.helpers[..workers - 1];
         let preprocessor = &mut state.preprocessor;
         let tensor = &mut state.tensor;
-        let faces = &state.faces;
+        let transforms = &state.transforms;
         let prepared = input
             .with_frame(buf, |frame| {
-                for (i, face) in faces.iter().enumerate() {
-                    let t = face.transform.as_ref().expect("retained");
-                    preprocessor
-                        .process_affine(frame, t, &mut tensor[i * per_face..(i + 1) * per_face])
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok::<(), String>(())
+                preprocessor
+                    .process_affine_batch(helpers, frame, transforms, tensor)
+                    .map_err(|e| e.to_string())
             })
             .and_then(|r| r);
         if let Err(e) = prepared {

@@ -3,8 +3,8 @@
 //! The kernel is documented in the parent module ("Aligned crops").
 
 use super::{
-    convert_row, row_layout, set_len, write_tensor, Frame, FrameRows, PreprocessError,
-    Preprocessor, Region, RowLayout, SourceRect, YuvCoeffs,
+    convert_row, row_layout, set_len, write_tensor, Frame, PreprocessError, Preprocessor, Region,
+    RowLayout, SourceRect, YuvCoeffs,
 };
 
 /// Maps output pixel coordinates (x, y) (pixel centres at `i + 0.5`) to source coordinates:
@@ -519,23 +519,51 @@ fn sample_footprint<const AVX2: bool>(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64)
     }
 }
 
-/// Bilinear samples of output pixels `x0..x0 + 8` of one row from a grid box (two-step
-/// warps; the grid's margin keeps every tap inside it, indices are clamped only to stay in
-/// memory whatever the rounding): sample point `c = (origin + a·(x + 0.5), …)` in f64, taps
-/// `floor(c − 0.5) + {0, 1}` per axis, fractions `t` rounded to f32, then per channel
-/// `top = p00 + tx·(p01 − p00)`, `bottom = p10 + tx·(p11 − p10)`, `top + ty·(bottom − top)`.
-/// The AVX2 build performs the same operations with gathers: bit-identical.
+/// Bilinear samples of output pixels `x0..x0 + 8` of one row from the pre-filtered grid
+/// (two-step warps; `grid`: `R, G, B, 0` per pixel, `stride` pixels a row, so that one
+/// pixel's two horizontal taps are 32 contiguous bytes; the grid's margin keeps every tap
+/// inside it, indices are clamped only to stay in memory whatever the rounding): sample
+/// point `c = (origin + a·(x + 0.5), …)` in f64, taps `floor(c − 0.5) + {0, 1}` per axis,
+/// fractions `t` rounded to f32, then per channel `top = p00 + tx·(p01 − p00)`, `bottom =
+/// p10 + tx·(p11 − p10)`, `top + ty·(bottom − top)`. The AVX2 build performs the same
+/// operations two pixels at a time (no gathers: on current Intel cores a gather costs
+/// more than the loads it replaces): bit-identical. Writes the first `n` of the eight
+/// pixels (R, G, B) to `row` (an interleaved output row) from pixel `x0` on.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn bilinear_block<const AVX2: bool>(
-    sb: &SrcBox,
+    grid: &[f32],
+    stride: usize,
+    [gw, gh]: [usize; 2],
     t: &AffineTransform,
     origin: [f64; 2],
     x0: usize,
-    px: &mut [[f32; 8]; 3],
+    n: usize,
+    row: &mut [f32],
 ) {
     let mut index = [0i32; 8];
     let (mut tx, mut ty) = ([0.0f32; 8], [0.0f32; 8]);
-    let (max_x, max_y) = (sb.w.saturating_sub(2) as f64, sb.h.saturating_sub(2) as f64);
+    let (max_x, max_y) = (gw.saturating_sub(2) as f64, gh.saturating_sub(2) as f64);
+    debug_assert!(gw >= 2 && gh >= 2 && grid.len() >= stride * gh * 4);
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); the indices
+        // are clamped so that (index + stride + 1) * 4 + 4 <= grid.len().
+        unsafe {
+            bilinear_coords_avx2(
+                [t.a, t.d],
+                origin,
+                x0,
+                [max_x, max_y],
+                stride as i32,
+                &mut index,
+                &mut tx,
+                &mut ty,
+            );
+            bilinear_pairs_avx2(grid, stride, &index, &tx, &ty, &mut row[x0 * 3..], n)
+        };
+        return;
+    }
     for l in 0..8 {
         let xc = (x0 + l) as f64 + 0.5;
         let fx = origin[0] + t.a * xc - 0.5;
@@ -551,60 +579,214 @@ fn bilinear_block<const AVX2: bool>(
                 iy.clamp(0.0, max_y).to_int_unchecked(),
             )
         };
-        index[l] = iy * sb.stride as i32 + ix;
+        index[l] = iy * stride as i32 + ix;
     }
-    let plane = sb.stride * sb.h;
-    #[cfg(target_arch = "x86_64")]
-    if AVX2 {
-        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); the indices
-        // are clamped so that index + stride + 1 < plane.
-        unsafe { bilinear_block_avx2(sb.planes, plane, sb.stride, &index, &tx, &ty, px) };
-        return;
-    }
-    for (c, pc) in px.iter_mut().enumerate() {
-        let p = &sb.planes[c * plane..(c + 1) * plane];
-        for l in 0..8 {
-            let i = index[l] as usize;
-            let (p00, p01, p10, p11) = (p[i], p[i + 1], p[i + sb.stride], p[i + sb.stride + 1]);
+    let mut px = [[0.0f32; 4]; 8];
+    for (l, pl) in px.iter_mut().enumerate() {
+        let i = index[l] as usize * 4;
+        let (top_row, bottom_row) = (&grid[i..i + 8], &grid[i + stride * 4..i + stride * 4 + 8]);
+        for c in 0..4 {
+            let (p00, p01) = (top_row[c], top_row[4 + c]);
+            let (p10, p11) = (bottom_row[c], bottom_row[4 + c]);
             let top = p00 + tx[l] * (p01 - p00);
             let bottom = p10 + tx[l] * (p11 - p10);
-            pc[l] = top + ty[l] * (bottom - top);
+            pl[c] = top + ty[l] * (bottom - top);
         }
+    }
+    for (o, p) in row[x0 * 3..(x0 + n) * 3].chunks_exact_mut(3).zip(&px) {
+        o.copy_from_slice(&p[..3]);
     }
 }
 
+/// [`bilinear_block`]'s sample points, four lanes of f64 at a time: the same f64
+/// operations in the same order (no FMA; `floor`, the clamp, truncation and the rounding
+/// to f32 are exact or correctly rounded), so the same taps and fractions.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn bilinear_block_avx2(
-    planes: &[f32],
-    plane: usize,
+#[allow(clippy::too_many_arguments)]
+unsafe fn bilinear_coords_avx2(
+    [a, d]: [f64; 2],
+    origin: [f64; 2],
+    x0: usize,
+    [max_x, max_y]: [f64; 2],
+    stride: i32,
+    index: &mut [i32; 8],
+    tx: &mut [f32; 8],
+    ty: &mut [f32; 8],
+) {
+    use std::arch::x86_64::*;
+    let half = _mm256_set1_pd(0.5);
+    let zero = _mm256_setzero_pd();
+    for h in 0..2 {
+        let x = (x0 + 4 * h) as f64;
+        // (x0 + l) as f64 + 0.5, exact for any frame size.
+        let xc = _mm256_add_pd(_mm256_set_pd(x + 3.0, x + 2.0, x + 1.0, x), half);
+        let fx = _mm256_sub_pd(
+            _mm256_add_pd(
+                _mm256_set1_pd(origin[0]),
+                _mm256_mul_pd(_mm256_set1_pd(a), xc),
+            ),
+            half,
+        );
+        let fy = _mm256_sub_pd(
+            _mm256_add_pd(
+                _mm256_set1_pd(origin[1]),
+                _mm256_mul_pd(_mm256_set1_pd(d), xc),
+            ),
+            half,
+        );
+        let (ix, iy) = (_mm256_floor_pd(fx), _mm256_floor_pd(fy));
+        _mm_storeu_ps(
+            tx.as_mut_ptr().add(4 * h),
+            _mm256_cvtpd_ps(_mm256_sub_pd(fx, ix)),
+        );
+        _mm_storeu_ps(
+            ty.as_mut_ptr().add(4 * h),
+            _mm256_cvtpd_ps(_mm256_sub_pd(fy, iy)),
+        );
+        let ix = _mm256_cvttpd_epi32(_mm256_min_pd(
+            _mm256_max_pd(ix, zero),
+            _mm256_set1_pd(max_x),
+        ));
+        let iy = _mm256_cvttpd_epi32(_mm256_min_pd(
+            _mm256_max_pd(iy, zero),
+            _mm256_set1_pd(max_y),
+        ));
+        let i = _mm_add_epi32(_mm_mullo_epi32(iy, _mm_set1_epi32(stride)), ix);
+        _mm_storeu_si128(index.as_mut_ptr().add(4 * h) as *mut __m128i, i);
+    }
+}
+
+/// [`bilinear_block`]'s interpolation, two pixels per register: each pixel's `p00 p01`
+/// and `p10 p11` are one unaligned 32-byte load each, split into halves across the pair.
+/// Pixel `l < n` goes to `out[3l..3l + 3]` as one 16-byte store (its fourth float lands
+/// on the next pixel's R, which that pixel's store overwrites next) where `out` has room,
+/// else as three floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn bilinear_pairs_avx2(
+    grid: &[f32],
     stride: usize,
     index: &[i32; 8],
     tx: &[f32; 8],
     ty: &[f32; 8],
-    px: &mut [[f32; 8]; 3],
+    out: &mut [f32],
+    n: usize,
 ) {
     use std::arch::x86_64::*;
-    let i00 = _mm256_loadu_si256(index.as_ptr() as *const __m256i);
-    let i01 = _mm256_add_epi32(i00, _mm256_set1_epi32(1));
-    let i10 = _mm256_add_epi32(i00, _mm256_set1_epi32(stride as i32));
-    let i11 = _mm256_add_epi32(i10, _mm256_set1_epi32(1));
-    let (tx, ty) = (_mm256_loadu_ps(tx.as_ptr()), _mm256_loadu_ps(ty.as_ptr()));
-    for (c, pc) in px.iter_mut().enumerate() {
-        let base = planes.as_ptr().add(c * plane);
-        let p00 = _mm256_i32gather_ps::<4>(base, i00);
-        let p01 = _mm256_i32gather_ps::<4>(base, i01);
-        let p10 = _mm256_i32gather_ps::<4>(base, i10);
-        let p11 = _mm256_i32gather_ps::<4>(base, i11);
+    let base = grid.as_ptr();
+    let below = stride * 4;
+    for l in (0..8).step_by(2) {
+        let (i0, i1) = (index[l] as usize * 4, index[l + 1] as usize * 4);
+        let (a0, a1) = (_mm256_loadu_ps(base.add(i0)), _mm256_loadu_ps(base.add(i1)));
+        let (b0, b1) = (
+            _mm256_loadu_ps(base.add(i0 + below)),
+            _mm256_loadu_ps(base.add(i1 + below)),
+        );
+        // [p00 of pixel l | p00 of pixel l + 1], and so on.
+        let p00 = _mm256_permute2f128_ps::<0x20>(a0, a1);
+        let p01 = _mm256_permute2f128_ps::<0x31>(a0, a1);
+        let p10 = _mm256_permute2f128_ps::<0x20>(b0, b1);
+        let p11 = _mm256_permute2f128_ps::<0x31>(b0, b1);
+        let tx = _mm256_set_m128(_mm_set1_ps(tx[l + 1]), _mm_set1_ps(tx[l]));
+        let ty = _mm256_set_m128(_mm_set1_ps(ty[l + 1]), _mm_set1_ps(ty[l]));
         let top = _mm256_add_ps(p00, _mm256_mul_ps(tx, _mm256_sub_ps(p01, p00)));
         let bottom = _mm256_add_ps(p10, _mm256_mul_ps(tx, _mm256_sub_ps(p11, p10)));
         let v = _mm256_add_ps(top, _mm256_mul_ps(ty, _mm256_sub_ps(bottom, top)));
-        _mm256_storeu_ps(pc.as_mut_ptr(), v);
+        for (h, half) in [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)]
+            .into_iter()
+            .enumerate()
+        {
+            let p = l + h;
+            if p >= n {
+                return;
+            }
+            if 3 * p + 4 <= out.len() {
+                _mm_storeu_ps(out.as_mut_ptr().add(3 * p), half);
+            } else {
+                let mut q = [0.0f32; 4];
+                _mm_storeu_ps(q.as_mut_ptr(), half);
+                out[3 * p..3 * p + 3].copy_from_slice(&q[..3]);
+            }
+        }
     }
 }
 
 impl Preprocessor {
+    /// [`process_affine`](Self::process_affine) of each transform into consecutive
+    /// tensors of `out` (`len == transforms.len() · tensor_len()`: a batch), spread over
+    /// this preprocessor (on the calling thread) and `helpers` (one scoped thread each,
+    /// contiguous runs of faces; each brings its own scratch space, so the results are
+    /// bit-identical to a serial loop). The helpers must share this one's configuration.
+    /// A batch of one face, or no helpers, runs on the calling thread alone.
+    ///
+    /// Stops at the first error (which run's error is reported when several fail is
+    /// unspecified); the tensors of the other faces are then unspecified.
+    pub fn process_affine_batch(
+        &mut self,
+        helpers: &mut [Preprocessor],
+        frame: &Frame,
+        transforms: &[AffineTransform],
+        out: &mut [f32],
+    ) -> Result<(), PreprocessError> {
+        let per_image = self.config.tensor_len();
+        let expected = per_image * transforms.len();
+        if out.len() != expected {
+            return Err(PreprocessError::BufferLength {
+                what: "output batch",
+                expected,
+                actual: out.len(),
+            });
+        }
+        if let Some(h) = helpers.iter().find(|h| h.config != self.config) {
+            return Err(PreprocessError::InvalidConfig(format!(
+                "batch helpers must share the configuration {:?}, got {:?}",
+                self.config, h.config
+            )));
+        }
+        let workers = (1 + helpers.len()).min(transforms.len());
+        if workers <= 1 {
+            for (t, o) in transforms.iter().zip(out.chunks_exact_mut(per_image)) {
+                self.process_affine(frame, t, o)?;
+            }
+            return Ok(());
+        }
+        let per_worker = transforms.len().div_ceil(workers);
+        let mut runs = transforms
+            .chunks(per_worker)
+            .zip(out.chunks_mut(per_worker * per_image));
+        let (own_ts, own_out) = runs.next().expect("at least one face");
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = runs
+                .zip(helpers.iter_mut())
+                .map(|((ts, o), helper)| {
+                    scope.spawn(move || {
+                        for (t, o) in ts.iter().zip(o.chunks_exact_mut(per_image)) {
+                            helper.process_affine(frame, t, o)?;
+                        }
+                        Ok::<(), PreprocessError>(())
+                    })
+                })
+                .collect();
+            let mut result = Ok(());
+            for (t, o) in own_ts.iter().zip(own_out.chunks_exact_mut(per_image)) {
+                result = self.process_affine(frame, t, o);
+                if result.is_err() {
+                    break;
+                }
+            }
+            for thread in threads {
+                let r = thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                result = result.and(r);
+            }
+            result
+        })
+    }
+
     /// Writes the image `out(x, y) = frame(T(x, y))` (`T`: output → source, see
     /// [`AffineTransform`]) into `out` (`len == tensor_len()`), normalized and laid out like
     /// [`process`](Self::process), ignoring [`Aspect`](super::Aspect). The sampling kernel
@@ -636,8 +818,8 @@ impl Preprocessor {
         let kernel = Kernel::new(transform, w, h, frame.width, frame.height)?;
         let coeffs = YuvCoeffs::new(frame.colorimetry);
         if let Some(plan) = prefilter_plan(transform, w, h) {
-            self.prefilter(frame, &coeffs, &plan);
             let grid = Kernel::new(&plan.residual, w, h, plan.width, plan.height)?;
+            self.prefilter(frame, &plan, grid.bilinear);
             #[cfg(target_arch = "x86_64")]
             if !self.resampler.portable_only && std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
@@ -662,24 +844,34 @@ impl Preprocessor {
     }
 
     /// Step 1 of a two-step warp: the plan's rectangle resampled onto its grid (the resize
-    /// kernel, `process_rect`'s edge rules), then padded planar R, G, B as [`SrcBox`] reads.
-    fn prefilter(&mut self, frame: &Frame, coeffs: &YuvCoeffs, plan: &Prefilter) {
+    /// kernel, `process_rect`'s edge rules, a grid 4x or more smaller than the rectangle
+    /// reduced first, see "Large downscales" in the module docs), then as `R, G, B, 0`
+    /// pixels for [`bilinear_block`] (`packed`), or padded planar R, G, B as [`SrcBox`]
+    /// reads.
+    fn prefilter(&mut self, frame: &Frame, plan: &Prefilter, packed: bool) {
         let (gw, gh) = (plan.width, plan.height);
         let scratch = &mut self.affine;
-        set_len(&mut scratch.grid, gw * gh * 3);
-        let rows = FrameRows {
-            frame,
-            coeffs: *coeffs,
-        };
-        let region = Region {
+        let mut region = Region {
             x: 0,
             y: 0,
             width: gw,
             height: gh,
             stride: gw,
+            pixel: 3,
         };
+        // Faces shrunk 4x or more are reduced first, as in process_rect.
+        let reduce = self.config.reduce;
+        if packed {
+            // Straight into R, G, B, 0 pixels (see bilinear_block).
+            region.pixel = 4;
+            set_len(&mut scratch.planes, gw * gh * 4);
+            self.resampler
+                .run_frame(frame, plan.rect, &mut scratch.planes, region, reduce);
+            return;
+        }
+        set_len(&mut scratch.grid, gw * gh * 3);
         self.resampler
-            .run(&rows, plan.rect, &mut scratch.grid, region);
+            .run_frame(frame, plan.rect, &mut scratch.grid, region, reduce);
         let stride = gw + ROW_PAD;
         let plane = stride * gh;
         set_len(&mut scratch.planes, 3 * plane);
@@ -715,18 +907,15 @@ impl Preprocessor {
             stride: plan.width + ROW_PAD,
         };
         let t = &plan.residual;
-        let mut px = [[0.0f32; 8]; 3];
         for y in 0..h {
             let py = y as f64 + 0.5;
             let row = &mut self.image[y * w * 3..(y + 1) * w * 3];
             if k.bilinear {
                 let origin = [t.b * py + t.c, t.e * py + t.f];
+                let size = [plan.width, plan.height];
                 for x0 in (0..w).step_by(8) {
-                    bilinear_block::<AVX2>(&sb, t, origin, x0, &mut px);
                     let n = 8.min(w - x0);
-                    for (l, o) in row[x0 * 3..(x0 + n) * 3].chunks_exact_mut(3).enumerate() {
-                        o.copy_from_slice(&[px[0][l], px[1][l], px[2][l]]);
-                    }
+                    bilinear_block::<AVX2>(sb.planes, plan.width, size, t, origin, x0, n, row);
                 }
                 continue;
             }
@@ -866,8 +1055,11 @@ impl Preprocessor {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{make_frame, naive_pixel, none_config, Rng, TestFrame};
-    use super::super::{PixelFormat, PreprocessConfig, YuvColorimetry};
+    use super::super::reduce_factors;
+    use super::super::tests::{
+        make_frame, naive_pixel, none_config, reduced_reference, Rng, TestFrame,
+    };
+    use super::super::{PixelFormat, PreprocessConfig, SourceRect, YuvColorimetry};
     use super::*;
 
     const TOL: f64 = 1e-3;
@@ -983,16 +1175,17 @@ mod tests {
 
     /// The documented result in f64 ("Aligned crops"), pixel by pixel: directly with the
     /// footprint kernel, or for a two-step warp (`prefilter_plan`, the geometry shared with
-    /// the implementation) the grid from the resize kernel's own naive reference, then
-    /// the residual warp on it.
+    /// the implementation) the grid from the resize kernel's own naive reference (of the
+    /// reduced frame where the grid shrinks the rectangle 4x or more: `reduce_factors`,
+    /// the geometry shared with the implementation), then the residual warp on it.
     fn reference<'r>(
+        tf: &TestFrame,
         rgb: &'r [[f64; 3]],
-        fw: usize,
-        fh: usize,
         t: &AffineTransform,
         ow: usize,
         oh: usize,
     ) -> impl Fn(usize, usize) -> [f64; 3] + 'r {
+        let (fw, fh) = (tf.width, tf.height);
         // An axis-aligned scale and shift is the resize kernel on its rectangle: a plan
         // whose grid is the output itself.
         let plan = if t.b == 0.0 && t.d == 0.0 && t.a > 0.0 && t.e > 0.0 {
@@ -1006,11 +1199,21 @@ mod tests {
             prefilter_plan(t, ow, oh)
         };
         let grid: Vec<[f64; 3]> = plan.map_or_else(Vec::new, |p| {
-            let src: Vec<f32> = rgb.iter().flatten().map(|&v| v as f32).collect();
+            let (kx, ky) = reduce_factors(p.rect, p.width, p.height, tf.format.is_yuv());
+            let (src, sw, sh, rect) = if kx * ky > 1 {
+                let (img, rw, rh) = reduced_reference(tf, kx, ky);
+                let (fx, fy) = (kx as f64, ky as f64);
+                let r = p.rect;
+                let rect = SourceRect::new(r.x / fx, r.y / fy, r.width / fx, r.height / fy);
+                (img, rw, rh, rect)
+            } else {
+                let src = rgb.iter().flatten().map(|&v| v as f32).collect();
+                (src, fw, fh, p.rect)
+            };
             (0..p.width * p.height)
                 .map(|i| {
                     let (x, y) = (i % p.width, i / p.width);
-                    naive_pixel(&src, fw, fh, p.rect, p.width, p.height, x, y)
+                    naive_pixel(&src, sw, sh, rect, p.width, p.height, x, y)
                 })
                 .collect()
         });
@@ -1025,7 +1228,7 @@ mod tests {
         let rgb = converted(tf);
         let mut pp = Preprocessor::new(none_config(ow, oh)).unwrap();
         let out = run(&mut pp, &tf.frame(), t);
-        let want_at = reference(&rgb, tf.width, tf.height, t, ow, oh);
+        let want_at = reference(tf, &rgb, t, ow, oh);
         let mut worst = 0.0f64;
         for y in 0..oh {
             for x in 0..ow {
@@ -1216,7 +1419,8 @@ mod tests {
             let (fw, fh) = [(61, 47), (64, 37), (33, 51)][fi % 3];
             let tf = make_frame(format, fw, fh, 5, YuvColorimetry::default(), &mut rng);
             for deg in [0.0, 17.0, 90.0, -33.0] {
-                for s in [0.5, 1.0, 1.7, 3.2] {
+                // 4.6 and 9.1: grids reduced first (box factors 2 and 4).
+                for s in [0.5, 1.0, 1.7, 3.2, 4.6, 9.1] {
                     let (ow, oh) = (23, 19);
                     let centre = [fw as f64 / 2.0 + 0.3, fh as f64 / 2.0 - 0.7];
                     let t = rot_scale(deg, s, ow, oh, centre);
@@ -1496,7 +1700,7 @@ mod tests {
         }
         // And a large rotated downscale (two steps) against its reference.
         let t = rot_scale(40.0, 5.3, 112, 112, [350.0, 330.0]);
-        let want_at = reference(&rgb, 700, 800, &t, 112, 112);
+        let want_at = reference(&tf, &rgb, &t, 112, 112);
         let out = run(&mut pp, &tf.frame(), &t);
         for k in 0..300 {
             let (x, y) = ((k * 37) % 112, (k * 53 + k / 7) % 112);
@@ -1551,6 +1755,79 @@ mod tests {
                 assert_eq!(outs[0], outs[1], "{format:?} {t:?}");
             }
         }
+    }
+
+    #[test]
+    fn batches_over_helper_threads_match_serial_runs() {
+        let mut rng = Rng(808);
+        let tf = make_frame(
+            PixelFormat::Nv12,
+            320,
+            240,
+            6,
+            YuvColorimetry::default(),
+            &mut rng,
+        );
+        let frame = tf.frame();
+        let cfg = PreprocessConfig::new(48, 40);
+        // Two-step, direct (upscale), axis-aligned and mostly-outside transforms.
+        let transforms: Vec<AffineTransform> = (0..7)
+            .map(|i| match i % 4 {
+                0 => rot_scale(
+                    15.0 * i as f64,
+                    1.9,
+                    48,
+                    40,
+                    [100.0 + 20.0 * i as f64, 120.0],
+                ),
+                1 => rot_scale(-10.0, 0.6, 48, 40, [50.0 * i as f64, 80.0]),
+                2 => AffineTransform::from_rect(SourceRect::new(30.0, 20.0, 90.0, 75.0), 48, 40),
+                _ => rot_scale(30.0, 1.2, 48, 40, [-10.0, 230.0]),
+            })
+            .collect();
+        let per = cfg.tensor_len();
+        let mut serial = vec![0.0f32; per * transforms.len()];
+        let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+        for (t, o) in transforms.iter().zip(serial.chunks_exact_mut(per)) {
+            pp.process_affine(&frame, t, o).unwrap();
+        }
+        for helpers in [0, 1, 2, 3, 9] {
+            let mut helpers: Vec<_> = (0..helpers)
+                .map(|_| Preprocessor::new(cfg.clone()).unwrap())
+                .collect();
+            let mut batch = vec![f32::NAN; serial.len()];
+            pp.process_affine_batch(&mut helpers, &frame, &transforms, &mut batch)
+                .unwrap();
+            assert_eq!(
+                batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                serial.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{} helpers",
+                helpers.len()
+            );
+        }
+        // Errors: a wrong batch length, a helper with another configuration, a singular
+        // transform handled on a helper thread.
+        let mut helpers = vec![Preprocessor::new(cfg.clone()).unwrap()];
+        let mut short = vec![0.0f32; per * 6];
+        assert!(matches!(
+            pp.process_affine_batch(&mut helpers, &frame, &transforms, &mut short),
+            Err(PreprocessError::BufferLength { .. })
+        ));
+        let mut other = vec![Preprocessor::new(PreprocessConfig::new(40, 48)).unwrap()];
+        let mut batch = vec![0.0f32; serial.len()];
+        assert!(matches!(
+            pp.process_affine_batch(&mut other, &frame, &transforms, &mut batch),
+            Err(PreprocessError::InvalidConfig(_))
+        ));
+        let mut bad = transforms.clone();
+        bad[6] = AffineTransform {
+            a: 0.0,
+            b: 0.0,
+            ..transforms[6]
+        };
+        assert!(pp
+            .process_affine_batch(&mut helpers, &frame, &bad, &mut batch)
+            .is_err());
     }
 
     #[test]
