@@ -1393,6 +1393,10 @@ fn add_rows2(sums: &mut [u16], a: &[u8], b: &[u8]) {
 #[inline(always)]
 fn box_windows(sums: &[u16], lanes: usize, k: usize, full: usize, boxes: &mut BoxScratch) {
     let BoxScratch { win, pow } = boxes;
+    if full == 0 {
+        // Only a partial box: box_lane sums it from `sums`, no window is read.
+        return;
+    }
     let len = full * k * lanes;
     // Only `win[..len − (k − 1)·lanes]` is ever read as a window (the entry after the last
     // box is read only to be masked off), so stale values elsewhere are harmless: no
@@ -3293,6 +3297,32 @@ mod tests {
                     scaled,
                     &format!("rect {rect:?} (k {kx}x{ky})"),
                 );
+            }
+            // A frame smaller than one box (a rectangle far larger than the frame): each
+            // axis is a single partial box, no whole one (found by fuzzing the aligner).
+            let tf = make_frame(format, 7, 5, 1, colorimetry, &mut rng);
+            let rect = SourceRect::new(-1.0, -2.0, 44.0, 36.0);
+            let (kx, ky) = reduce_factors(rect, 2, 2, format.is_yuv());
+            assert!(kx > 7 && ky > 5, "{format:?}: {kx}x{ky}");
+            let (img, rw, rh) = reduced_reference(&tf, kx, ky);
+            let (fx, fy) = (kx as f64, ky as f64);
+            let scaled =
+                SourceRect::new(rect.x / fx, rect.y / fy, rect.width / fx, rect.height / fy);
+            let mut pp = Preprocessor::new(none_config(2, 2)).unwrap();
+            let mut out = vec![f32::NAN; 2 * 2 * 3];
+            pp.process_rect(&tf.frame(), rect, &mut out).unwrap();
+            for y in 0..2 {
+                for x in 0..2 {
+                    let want = naive_pixel(&img, rw, rh, scaled, 2, 2, x, y);
+                    for c in 0..3 {
+                        let got = out[(y * 2 + x) * 3 + c] as f64;
+                        assert!(
+                            (got - want[c]).abs() <= TOL,
+                            "{format:?} one partial box ({x},{y}) ch {c}: got {got}, want {}",
+                            want[c]
+                        );
+                    }
+                }
             }
         }
         // Factors: floor(scale / 2), even for YUV, 1 below 4x.
