@@ -132,6 +132,12 @@ fn steady_state_preprocessing_allocates_nothing() {
         &[[900.0, 500.0], [1010.0, 530.0], [930.0, 640.0]],
     )
     .expect("a similarity");
+    // A close-up (the face 6x the chip): the two-step grid is reduced first.
+    let close_up = AffineTransform::similarity_from_points(
+        &[[30.0, 50.0], [120.0, 40.0], [75.0, 140.0]],
+        &[[400.0, 150.0], [940.0, 90.0], [670.0, 690.0]],
+    )
+    .expect("a similarity");
     for format in formats {
         let (data, strides) = planes(format);
         let frame = frame(format, &data, strides);
@@ -147,6 +153,7 @@ fn steady_state_preprocessing_allocates_nothing() {
                 pre.process_rect(&frame, SourceRect::new(800.5, 400.25, 210.0, 230.0), out)
                     .unwrap();
                 pre.process_affine(&frame, &face, out).unwrap();
+                pre.process_affine(&frame, &close_up, out).unwrap();
                 pre.process_square_legacy_bilinear(&frame, out).unwrap();
             };
             frame_pass(&mut pre, &mut out);
