@@ -149,26 +149,10 @@ fn main() {
     let mut out = vec![0.0f32; cfg.tensor_len()];
     let rect = SourceRect::new(861.0, 437.0, 200.0, 200.0);
     let axis = AffineTransform::from_rect(rect, 150, 150);
-    // The same box rotated by 15 degrees about its centre (an aligned, tilted face).
-    let rotated = {
-        let (s, a) = (200.0 / 150.0, 15f64.to_radians());
-        let (cx, cy) = (861.0 + 100.0, 437.0 + 100.0);
-        let (ca, sa) = (a.cos() * s, a.sin() * s);
-        // src = R·s·(out - 75) + centre
-        AffineTransform {
-            a: ca,
-            b: -sa,
-            c: cx - ca * 75.0 + sa * 75.0,
-            d: sa,
-            e: ca,
-            f: cy - sa * 75.0 - ca * 75.0,
-        }
-    };
-    // A close-up: an 800x800 face region, same rotation (the grid reduced first, see the
-    // module docs' "Large downscales"). Reported, not part of the goal.
-    let close_up = {
-        let (s, a) = (800.0 / 150.0, 15f64.to_radians());
-        let (cx, cy) = (960.0, 540.0);
+    // A `side x side` source square centred on (cx, cy), rotated by 15 degrees about its
+    // centre, into 150x150 (an aligned, tilted face): src = R·s·(out − 75) + centre.
+    let tilted = |side: f64, (cx, cy): (f64, f64)| {
+        let (s, a) = (side / 150.0, 15f64.to_radians());
         let (ca, sa) = (a.cos() * s, a.sin() * s);
         AffineTransform {
             a: ca,
@@ -179,6 +163,10 @@ fn main() {
             f: cy - sa * 75.0 - ca * 75.0,
         }
     };
+    let rotated = tilted(200.0, (861.0 + 100.0, 437.0 + 100.0));
+    // A close-up: an 800x800 face region (the grid reduced first, see the module docs'
+    // "Large downscales"). Reported, not part of the goal.
+    let close_up = tilted(800.0, (960.0, 540.0));
     let cases: [(&str, Option<&AffineTransform>); 4] = [
         ("axis-aligned (`AffineTransform::from_rect`)", Some(&axis)),
         (
