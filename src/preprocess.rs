@@ -98,9 +98,10 @@
 //! With [`PreprocessConfig::reduce`] (the default), [`Preprocessor::process`],
 //! [`Preprocessor::process_rect`] and the grid of a two-step
 //! [`Preprocessor::process_affine`] (see "Aligned crops") first shrink the frame by whole
-//! boxes when an axis shrinks 4x or more — Pillow's `Image.resize(..., reducing_gap=2.0)`, the default of its
-//! `thumbnail`: per axis, `k = floor(scale / 2)` (at least 1; made even for I420 / NV12 so
-//! that boxes cover whole 2x2 chroma blocks; `kx·ky <= 257` so that byte sums fit u16).
+//! boxes when an axis shrinks 4x or more — Pillow's `Image.resize(..., reducing_gap=2.0)`,
+//! the default of its `thumbnail`: per axis, `k = floor(scale / 2)` (at least 1; made even
+//! for I420 / NV12 so that boxes cover whole 2x2 chroma blocks; `kx·ky <= 257` so that
+//! byte sums fit u16).
 //! Reduced pixel (x, y) is the mean of the source pixels `x·kx .. (x+1)·kx`,
 //! `y·ky .. (y+1)·ky` inside the frame (edge boxes are partial), taken on the stored
 //! samples: every byte of packed formats; for YUV the mean Y of the box and the means of
@@ -147,9 +148,9 @@
 //!   `extract_image_chip` samples a pyramid level before interpolating. (1) The *grid*: the
 //!   source around the output's footprint resampled with the resize kernel (and
 //!   `process_rect`'s edge rules and large-downscale reduction) onto square cells `m`
-//!   source pixels wide — centred on the
-//!   bounding box of `T([0, out_w] x [0, out_h])`, one cell of margin on each side, so that
-//!   rotating the frame and the transform together rotates the grid with them. (2) The
+//!   source pixels wide — centred on the bounding box of `T([0, out_w] x [0, out_h])`, one
+//!   cell of margin on each side, so that rotating the frame and the transform together
+//!   rotates the grid with them. (2) The
 //!   output sampled from the grid through the residual transform `T/m` (grid coordinates),
 //!   whose scale is 1 along at least one axis: bilinear for a similarity (fractions rounded
 //!   to f32, `top = p00 + tx·(p01 − p00)`, likewise `bottom`, then `top + ty·(bottom −
@@ -1517,21 +1518,8 @@ fn box_planes_4(
 ) {
     let (r, rest) = out.split_at_mut(n);
     let (g, b) = rest.split_at_mut(n);
-    // A pixel's four u16 lane sums are 8 contiguous bytes: one (unaligned) u64 load,
-    // little-endian order, so lane `o` lands in bits 16·o.. on every target.
     let pack = |px: &[u16]| {
-        let px: &[u16; 4] = px.try_into().expect("4 lanes");
-        // SAFETY: `px` is 4 initialized u16 = 8 readable bytes; read_unaligned has no
-        // alignment requirement.
-        let raw = unsafe { std::ptr::read_unaligned(px.as_ptr() as *const u64) };
-        if cfg!(target_endian = "little") {
-            raw
-        } else {
-            u64::from(px[0])
-                | u64::from(px[1]) << 16
-                | u64::from(px[2]) << 32
-                | u64::from(px[3]) << 48
-        }
+        u64::from(px[0]) | u64::from(px[1]) << 16 | u64::from(px[2]) << 32 | u64::from(px[3]) << 48
     };
     let lane = |acc: u64, o: usize| ((acc >> (16 * o)) & 0xffff) as f32;
     let full = if last == k { n } else { n - 1 };

@@ -202,6 +202,10 @@ const DEFAULT_MARGIN: u32 = 32;
 /// one per core by default) spin-wait between runs and would compete with more.
 const DEFAULT_N_THREADS: u32 = 1;
 
+/// `n-threads=0`: one per core, looked up once (it reads cgroup limits: not per frame).
+static CORES: LazyLock<usize> =
+    LazyLock::new(|| std::thread::available_parallelism().map_or(1, usize::from));
+
 /// A property the model's metadata may default: `explicit` once the user sets it.
 #[derive(Debug, Clone, Copy)]
 struct Hinted<T> {
@@ -1218,7 +1222,7 @@ impl FaceNet {
                 s.object_class.clone(),
                 f64::from(s.margin),
                 match s.n_threads {
-                    0 => std::thread::available_parallelism().map_or(1, usize::from),
+                    0 => *CORES,
                     n => n as usize,
                 },
             )

@@ -156,13 +156,15 @@ const MAX_SCRATCH_PIXELS: usize = 1 << 18;
 /// Reusable scratch space of [`Preprocessor::process_affine`].
 #[derive(Clone, Debug, Default)]
 pub(super) struct AffineScratch {
-    /// Converted source box, planar R, G, B.
+    /// Converted source box, planar R, G, B; or a two-step warp's grid, as `R, G, B, 0`
+    /// pixels (bilinear step) or padded planes (footprint step).
     planes: Vec<f32>,
     /// One converted frame row ([`RowLayout`]).
     row: Vec<f32>,
     /// Colour-conversion temp space.
     conv: Vec<f32>,
-    /// The pre-filtered grid of a two-step warp (interleaved RGB).
+    /// The pre-filtered grid of a two-step warp with a footprint step (interleaved RGB,
+    /// before it is split into `planes`).
     grid: Vec<f32>,
 }
 
@@ -898,27 +900,33 @@ impl Preprocessor {
     #[inline(always)]
     fn warp_grid<const AVX2: bool>(&mut self, plan: &Prefilter, k: &Kernel) {
         let (w, h) = (self.config.width, self.config.height);
+        let t = &plan.residual;
+        // The grid as `prefilter` left it: `R, G, B, 0` pixels (bilinear), or padded
+        // planes (footprint).
+        let grid = &self.affine.planes;
+        if k.bilinear {
+            let size = [plan.width, plan.height];
+            for (y, row) in self.image.chunks_exact_mut(w * 3).take(h).enumerate() {
+                let py = y as f64 + 0.5;
+                let origin = [t.b * py + t.c, t.e * py + t.f];
+                for x0 in (0..w).step_by(8) {
+                    let n = 8.min(w - x0);
+                    bilinear_block::<AVX2>(grid, plan.width, size, t, origin, x0, n, row);
+                }
+            }
+            return;
+        }
         let sb = SrcBox {
-            planes: &self.affine.planes,
+            planes: grid,
             x0: 0,
             y0: 0,
             w: plan.width,
             h: plan.height,
             stride: plan.width + ROW_PAD,
         };
-        let t = &plan.residual;
         for y in 0..h {
             let py = y as f64 + 0.5;
             let row = &mut self.image[y * w * 3..(y + 1) * w * 3];
-            if k.bilinear {
-                let origin = [t.b * py + t.c, t.e * py + t.f];
-                let size = [plan.width, plan.height];
-                for x0 in (0..w).step_by(8) {
-                    let n = 8.min(w - x0);
-                    bilinear_block::<AVX2>(sb.planes, plan.width, size, t, origin, x0, n, row);
-                }
-                continue;
-            }
             for x in 0..w {
                 let [cx, cy] = t.apply([x as f64 + 0.5, py]);
                 let v = sample_footprint::<AVX2>(k, &sb, cx, cy);
