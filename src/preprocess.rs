@@ -531,7 +531,7 @@ impl<'a> Frame<'a> {
         assert!(x < self.width && y < self.height, "pixel outside the frame");
         let mut px = [0.0f32; 4];
         let coeffs = YuvCoeffs::new(self.colorimetry);
-        convert_row(self, &coeffs, y, x, x + 1, &mut px, &mut Vec::new());
+        convert_row::<false>(self, &coeffs, y, x, x + 1, &mut px, &mut Vec::new());
         match row_layout(self.format) {
             RowLayout::Planar => [px[0], px[1], px[2]],
             RowLayout::Interleaved { offsets, .. } => offsets.map(|o| px[o]),
@@ -666,10 +666,116 @@ fn yuv_row_planar<'u>(
     }
 }
 
-/// Converts pixels `x0..x1` of row `y` of a validated frame into `out` in the format's
-/// [`RowLayout`] (`(x1 - x0) * floats_per_pixel` floats).
+/// YUV pixels `x0..x1` of row `y` of a validated I420 / NV12 frame to planar R, G, B
+/// (`out[..3n]`), eight pixels at a time with AVX2: the luma, chroma and RGB steps of
+/// [`yuv_row_planar`] in one pass, each lane doing that function's f32 operations on the
+/// same inputs (a chroma sample's terms computed once per pixel of its pair instead of
+/// once and copied: the same values), so the same bits. Odd first and last pixels go
+/// through the scalar functions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn yuv_row_planar_avx2(
+    frame: &Frame<'_>,
+    c: &YuvCoeffs,
+    y: usize,
+    x0: usize,
+    x1: usize,
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let n = x1 - x0;
+    let (rp, rest) = out[..3 * n].split_at_mut(n);
+    let (gp, bp) = rest.split_at_mut(n);
+    let luma = plane_row(frame, 0, y);
+    let nv12 = frame.format == PixelFormat::Nv12;
+    let (chroma_a, chroma_b) = (plane_row(frame, 1, y / 2), plane_row(frame, 2, y / 2));
+    let mut x = x0;
+    if x % 2 == 1 {
+        [rp[0], gp[0], bp[0]] = yuv_pixel(frame, c, y, x);
+        x += 1;
+    }
+    // (No closures below: a closure would not inherit the AVX2 target feature.)
+    let (y_off, y_scale) = (_mm256_set1_ps(c.y_off), _mm256_set1_ps(c.y_scale));
+    let (half, c_scale) = (_mm256_set1_ps(128.0), _mm256_set1_ps(c.c_scale));
+    let (rv, gu, gv, bu) = (
+        _mm256_set1_ps(c.rv),
+        _mm256_set1_ps(c.gu),
+        _mm256_set1_ps(c.gv),
+        _mm256_set1_ps(c.bu),
+    );
+    let (zero, top) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0));
+    // Each chroma byte twice (the pair of pixels it covers), U and V apart.
+    let dup_u = _mm_setr_epi8(0, 0, 2, 2, 4, 4, 6, 6, -1, -1, -1, -1, -1, -1, -1, -1);
+    let dup_v = _mm_setr_epi8(1, 1, 3, 3, 5, 5, 7, 7, -1, -1, -1, -1, -1, -1, -1, -1);
+    let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1);
+    while x + 8 <= x1 {
+        let k = x / 2;
+        let yv = _mm_loadl_epi64(luma.as_ptr().add(x) as *const __m128i);
+        let (u, v) = if nv12 {
+            let pairs = _mm_loadl_epi64(chroma_a.as_ptr().add(2 * k) as *const __m128i);
+            (
+                _mm_shuffle_epi8(pairs, dup_u),
+                _mm_shuffle_epi8(pairs, dup_v),
+            )
+        } else {
+            let u = _mm_cvtsi32_si128((chroma_a.as_ptr().add(k) as *const i32).read_unaligned());
+            let v = _mm_cvtsi32_si128((chroma_b.as_ptr().add(k) as *const i32).read_unaligned());
+            (_mm_shuffle_epi8(u, dup), _mm_shuffle_epi8(v, dup))
+        };
+        let yf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(yv));
+        let uf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(u));
+        let vf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+        let l = _mm256_mul_ps(_mm256_sub_ps(yf, y_off), y_scale);
+        let cb = _mm256_mul_ps(_mm256_sub_ps(uf, half), c_scale);
+        let cr = _mm256_mul_ps(_mm256_sub_ps(vf, half), c_scale);
+        let tr = _mm256_mul_ps(rv, cr);
+        let tg = _mm256_add_ps(_mm256_mul_ps(gu, cb), _mm256_mul_ps(gv, cr));
+        let tb = _mm256_mul_ps(bu, cb);
+        let (r, g, b) = (
+            _mm256_add_ps(l, tr),
+            _mm256_sub_ps(l, tg),
+            _mm256_add_ps(l, tb),
+        );
+        let at = x - x0;
+        _mm256_storeu_ps(
+            rp.as_mut_ptr().add(at),
+            _mm256_min_ps(_mm256_max_ps(r, zero), top),
+        );
+        _mm256_storeu_ps(
+            gp.as_mut_ptr().add(at),
+            _mm256_min_ps(_mm256_max_ps(g, zero), top),
+        );
+        _mm256_storeu_ps(
+            bp.as_mut_ptr().add(at),
+            _mm256_min_ps(_mm256_max_ps(b, zero), top),
+        );
+        x += 8;
+    }
+    for x in x..x1 {
+        [rp[x - x0], gp[x - x0], bp[x - x0]] = yuv_pixel(frame, c, y, x);
+    }
+}
+
+/// Pixel (x, y) of a validated I420 / NV12 frame as R, G, B: the operations of
+/// [`yuv_row_planar`] for one pixel.
 #[inline(always)]
-fn convert_row(
+fn yuv_pixel(frame: &Frame<'_>, c: &YuvCoeffs, y: usize, x: usize) -> [f32; 3] {
+    let k = x / 2;
+    let (u, v) = if frame.format == PixelFormat::Nv12 {
+        let uv = plane_row(frame, 1, y / 2);
+        (uv[2 * k], uv[2 * k + 1])
+    } else {
+        (plane_row(frame, 1, y / 2)[k], plane_row(frame, 2, y / 2)[k])
+    };
+    YuvCoeffs::rgb(c.luma(plane_row(frame, 0, y)[x]), c.chroma(u, v))
+}
+
+/// Converts pixels `x0..x1` of row `y` of a validated frame into `out` in the format's
+/// [`RowLayout`] (`(x1 - x0) * floats_per_pixel` floats). `AVX2`: called from AVX2 code
+/// (the CPU has it): YUV rows go through [`yuv_row_planar_avx2`].
+#[inline(always)]
+fn convert_row<const AVX2: bool>(
     frame: &Frame<'_>,
     coeffs: &YuvCoeffs,
     y: usize,
@@ -679,6 +785,13 @@ fn convert_row(
     scratch: &mut Vec<f32>,
 ) {
     debug_assert!(x0 < x1 && x1 <= frame.width && y < frame.height);
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && frame.format.is_yuv() {
+        // SAFETY: AVX2 == true only where the CPU supports AVX2; a validated frame holds
+        // row y's pixels x0..x1 and their chroma.
+        unsafe { yuv_row_planar_avx2(frame, coeffs, y, x0, x1, out) };
+        return;
+    }
     let (k0, k1) = (x0 / 2, (x1 - 1) / 2 + 1);
     match frame.format {
         PixelFormat::I420 => {
@@ -1109,6 +1222,8 @@ struct AxisTable {
     block_base: Vec<i32>,
     /// ... and each tap's column relative to that first one (`block_index` layout).
     block_rel: Vec<i32>,
+    /// Temp space of `update`: one output's tent values.
+    tents: Vec<f64>,
 }
 
 /// Source columns two AVX2 registers hold: a block of eight outputs whose taps all fall
@@ -1147,15 +1262,14 @@ impl AxisTable {
             let first = ((c - support - 0.5).floor() as i64).max(dom_lo);
             let last = ((c + support - 0.5).ceil() as i64).min(dom_hi - 1);
             let offset = self.weights.len();
-            let tent = |i: i64| 1.0 - (i as f64 + 0.5 - c).abs() / support;
-            // Normalization over the whole domain (black taps included) ...
-            let mut sum = 0.0f64;
-            for i in first..=last {
-                let w = tent(i);
-                if w > 0.0 {
-                    sum += w;
-                }
-            }
+            // The tent over first..=last, each value computed once (the divisions are
+            // independent, so they overlap; a table is rebuilt for every face region).
+            self.tents.clear();
+            self.tents
+                .extend((first..=last).map(|i| 1.0 - (i as f64 + 0.5 - c).abs() / support));
+            // Normalization over the whole domain (black taps included), positive taps
+            // only: adding +0.0 for the others changes no bit and needs no branch.
+            let sum = self.tents.iter().fold(0.0f64, |s, &w| s + w.max(0.0));
             // ... but only taps inside the frame are stored (the others read black).
             // In-frame positive-weight taps are contiguous (the kernel is unimodal).
             let mut start = 0usize;
@@ -1163,7 +1277,7 @@ impl AxisTable {
             let mut in_frame = 0.0f64;
             if sum > 0.0 {
                 for i in first.max(0)..=last.min(n - 1) {
-                    let w = tent(i);
+                    let w = self.tents[(i - first) as usize];
                     if w > 0.0 {
                         if len == 0 {
                             start = i as usize;
@@ -1307,7 +1421,7 @@ impl RowSource for FrameRows<'_, '_> {
         out: &mut [f32],
         scratch: &mut RowScratch,
     ) {
-        convert_row(self.frame, &self.coeffs, y, x0, x1, out, &mut scratch.conv);
+        convert_row::<AVX2>(self.frame, &self.coeffs, y, x0, x1, out, &mut scratch.conv);
     }
 }
 
@@ -2746,7 +2860,7 @@ impl Preprocessor {
                         .find(|&k| !matches!(legacy.row_ids[k], Some(id) if id == y0 || id == y1))
                         .expect("two slots hold the two rows an output row needs");
                     let row = &mut legacy.rows[slot * cols * lanes..(slot + 1) * cols * lanes];
-                    convert_row(frame, &coeffs, y, 0, cols, row, &mut legacy.conv);
+                    convert_row::<false>(frame, &coeffs, y, 0, cols, row, &mut legacy.conv);
                     legacy.row_ids[slot] = Some(y);
                 }
             }

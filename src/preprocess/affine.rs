@@ -1008,7 +1008,7 @@ impl Preprocessor {
                     }
                     let n = (fx1 - fx0) as usize;
                     set_len(&mut scratch.row, n * fpp);
-                    convert_row(
+                    convert_row::<AVX2>(
                         frame,
                         coeffs,
                         y as usize,
