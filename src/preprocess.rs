@@ -69,8 +69,11 @@
 //!   (no FMA contraction), so results do not depend on the SIMD width: on x86_64 CPUs with
 //!   AVX2 the same code compiled for AVX2 is used and gives bit-identical results. (The
 //!   horizontal pass runs eight outputs at a time, every span padded to the longest with
-//!   taps of weight 0 that repeat its first pixel, so they add exactly 0; with AVX2 its
-//!   taps are gathered, performing the same operations lane by lane.)
+//!   taps of weight 0 that repeat its first pixel, so they add exactly 0; with AVX2 the
+//!   taps of a block that fall within 16 source columns — downscales up to about 1.8x,
+//!   face crops — are picked from two registers by permutes, other blocks' taps are
+//!   gathered, each performing the same operations lane by lane. YUV rows are converted
+//!   eight pixels at a time in one AVX2 pass, with the scalar formulas' operations.)
 //!
 //! **Edges / sampling domain.** The source is the frame extended with black (0,0,0) pixels
 //! just far enough to cover the requested source rectangle, rounded outward to whole
@@ -2022,9 +2025,11 @@ const BLOCK: usize = 8;
 /// output and channel `T·p_0 + Σ_{k=1}^{max_len-1} w_k·(p_k − p_0)` over the span padded
 /// to `max_len` taps (see [`AxisTable::block_index`]; a padding tap adds exactly 0),
 /// summed in tap order. `planes`: R, G, B rows of source columns `table.lo..table.hi`,
-/// `stride` floats apart. The AVX2 build gathers the taps of eight outputs at once and
-/// performs the portable loop's f32 operations, lane by lane: bit-identical results.
-/// `out`: `pixel` floats an output pixel (R, G, B, then 0 where `pixel` is 4).
+/// `stride` floats apart (readable [`WINDOW`] floats past the last plane's `hi − lo`).
+/// The AVX2 build takes the taps of eight outputs at once (in-register permutes where the
+/// block's taps fit [`WINDOW`] columns, else gathers), performs the portable loop's f32
+/// operations lane by lane (bit-identical results) and interleaves the eight pixels with
+/// a transpose. `out`: `pixel` floats an output pixel (R, G, B, then 0 where `pixel` is 4).
 #[inline(always)]
 fn filter_h<const AVX2: bool>(
     planes: &[f32],
