@@ -94,7 +94,8 @@
 //!
 //! At scale 1 with aligned centres (`E == N` and an integer origin) every destination pixel
 //! has exactly one tap of weight 1.0, so the filter is the identity, bit-for-bit in f32: a
-//! frame already at the model size passes unchanged (before normalization).
+//! frame already at the model size passes unchanged (before normalization), its rows
+//! converted straight into the image without the two passes.
 //!
 //! # Large downscales
 //!
@@ -2455,6 +2456,10 @@ impl Resampler {
         dst: &mut [f32],
         region: Region,
     ) {
+        if is_identity(src, rect, region) {
+            self.copy_identity::<AVX2, S>(src, rect, dst, region);
+            return;
+        }
         self.h.update(src.width(), rect.x, rect.width, region.width);
         self.v
             .update(src.height(), rect.y, rect.height, region.height);
@@ -2518,6 +2523,50 @@ impl Resampler {
         }
     }
 
+    /// The identity case of [`run_impl`](Self::run_impl) (see [`is_identity`]): every
+    /// output pixel is its source pixel, converted (what the kernel's single tap of weight
+    /// 1.0 and total 1.0 gives, bit for bit), so the rows are converted straight into the
+    /// region, without the two passes.
+    #[inline(always)]
+    fn copy_identity<const AVX2: bool, S: RowSource>(
+        &mut self,
+        src: &S,
+        rect: SourceRect,
+        dst: &mut [f32],
+        region: Region,
+    ) {
+        let (x0, y0, w) = (rect.x as usize, rect.y as usize, region.width);
+        let layout = src.layout();
+        let row_len = w * layout.floats_per_pixel();
+        set_len(&mut self.acc, row_len);
+        let dst_stride = region.stride * region.pixel;
+        for j in 0..region.height {
+            src.read_row::<AVX2>(y0 + j, x0, x0 + w, &mut self.acc, &mut self.scratch);
+            let start = (region.y + j) * dst_stride + region.x * region.pixel;
+            let out = &mut dst[start..start + w * region.pixel];
+            let row = &self.acc[..row_len];
+            match (layout, region.pixel) {
+                (RowLayout::Planar, pixel) => {
+                    let (r, rest) = row.split_at(w);
+                    let (g, b) = rest.split_at(w);
+                    for (((o, &r), &g), &b) in out.chunks_exact_mut(pixel).zip(r).zip(g).zip(b) {
+                        o[..3].copy_from_slice(&[r, g, b]);
+                    }
+                }
+                (RowLayout::Interleaved { lanes, offsets }, pixel) => {
+                    for (o, p) in out.chunks_exact_mut(pixel).zip(row.chunks_exact(lanes)) {
+                        o[..3].copy_from_slice(&offsets.map(|c| p[c]));
+                    }
+                }
+            }
+            if region.pixel == 4 {
+                for o in out.chunks_exact_mut(4) {
+                    o[3] = 0.0;
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     fn fingerprint(&self) -> Vec<(usize, usize)> {
         vec![
@@ -2554,6 +2603,19 @@ impl Resampler {
             ),
         ]
     }
+}
+
+/// Whether `rect` of `src` into `region` is the identity: whole-pixel origin, the
+/// region's size, inside the source. Every output pixel then has exactly one tap, its
+/// source pixel, of weight 1.0 (see the module docs): a frame already at the model's size.
+fn is_identity<S: RowSource>(src: &S, rect: SourceRect, region: Region) -> bool {
+    let whole = |v: f64| v >= 0.0 && v.fract() == 0.0;
+    whole(rect.x)
+        && whole(rect.y)
+        && rect.width == region.width as f64
+        && rect.height == region.height as f64
+        && rect.x + rect.width <= src.width() as f64
+        && rect.y + rect.height <= src.height() as f64
 }
 
 /// One-shot whole-image resize of an interleaved RGB f32 image (allocates its scratch; use a
