@@ -1717,14 +1717,12 @@ fn box_planes_packed<const AVX2: bool>(
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
         assert!(full * k * bpp + 4 <= sums.len() + bpp);
-        while x + 8 <= full {
-            // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); boxes
-            // x..x + 8 are whole, their pixels' 8-byte reads inside `sums` (asserted
-            // above, with the slack element for 3-byte pixels), and `x + 8 <= n` for
-            // the planes.
-            unsafe { box_means8_avx2(sums, bpp, k, x, offsets, inv, [&mut *r, &mut *g, &mut *b]) };
-            x += 8;
-        }
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); the boxes
+        // below `full` are whole, their pixels' 8-byte reads inside `sums` (asserted
+        // above, with the slack element for 3-byte pixels), and `full <= n` for the
+        // planes.
+        let planes = [&mut *r, &mut *g, &mut *b];
+        x = unsafe { box_means_avx2(sums, bpp, k, full, offsets, inv, planes) };
     }
     while x + 8 <= full {
         let acc: [u64; 8] = std::array::from_fn(|l| box_sum(x + l));
@@ -1751,48 +1749,65 @@ fn box_planes_packed<const AVX2: bool>(
     }
 }
 
-/// [`box_planes_packed`]'s eight whole boxes `x..x + 8`: each box's packed sum as u64
-/// adds of its pixels (one unaligned 8-byte load each, `bpp` u16 apart), then per channel the eight 16-bit lanes
-/// shifted down, masked, packed to i32 and converted: the same values, the same f32
-/// products as the portable loop.
+/// [`box_planes_packed`]'s whole boxes below `full`, eight at a time (returns how many it
+/// did): each box's packed sum as u64 adds of its pixels (one unaligned 8-byte load each,
+/// `bpp` u16 apart), then per channel the eight 16-bit lanes shifted down, masked, packed
+/// to i32 and converted: the same values, the same f32 products as the portable loop. The
+/// loop over the blocks is in here, so that one call does a row (called per block and not
+/// inlined, as the compiler may decide, it cost a third of a 1080p frame's time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn box_means8_avx2(
+unsafe fn box_means_avx2(
     sums: &[u16],
     bpp: usize,
     k: usize,
-    x: usize,
+    full: usize,
     offsets: [usize; 3],
     inv: f32,
     planes: [&mut [f32]; 3],
-) {
+) -> usize {
     use std::arch::x86_64::*;
-    debug_assert!((x + 8) * k * bpp + 4 <= sums.len() + bpp);
-    let pixels = sums.as_ptr().add(x * k * bpp);
-    let mut acc = [0u64; 8];
-    for (l, a) in acc.iter_mut().enumerate() {
-        let first = pixels.add(l * k * bpp);
-        let mut sum = 0u64;
-        for j in 0..k {
-            sum = sum.wrapping_add((first.add(j * bpp) as *const u64).read_unaligned());
-        }
-        *a = sum;
-    }
-    let lo = _mm256_loadu_si256(acc.as_ptr() as *const __m256i);
-    let hi = _mm256_loadu_si256(acc.as_ptr().add(4) as *const __m256i);
+    debug_assert!(full * k * bpp + 4 <= sums.len() + bpp);
+    debug_assert!(planes.iter().all(|p| p.len() >= full));
     let mask = _mm256_set1_epi64x(0xffff);
     let scale = _mm256_set1_ps(inv);
     // [a0 b0 a1 b1 a2 b2 a3 b3] (a: boxes 0..4, b: boxes 4..8) back to box order.
     let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    for (plane, &o) in planes.into_iter().zip(&offsets) {
-        let shift = _mm_cvtsi32_si128(16 * o as i32);
-        let a = _mm256_and_si256(_mm256_srl_epi64(lo, shift), mask);
-        let b = _mm256_and_si256(_mm256_srl_epi64(hi, shift), mask);
-        let ab = _mm256_or_si256(a, _mm256_slli_epi64::<32>(b));
-        let v = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(ab, order));
-        _mm256_storeu_ps(plane.as_mut_ptr().add(x), _mm256_mul_ps(v, scale));
+    let mut shifts = [_mm_setzero_si128(); 3];
+    for (s, &o) in shifts.iter_mut().zip(&offsets) {
+        *s = _mm_cvtsi32_si128(16 * o as i32);
     }
+    let outs = [
+        planes[0].as_mut_ptr(),
+        planes[1].as_mut_ptr(),
+        planes[2].as_mut_ptr(),
+    ];
+    // Boxes l = 0..4 of a group of four start `l·k` pixels (`l·k·bpp` u16) apart: one
+    // four-lane 64-bit gather per pixel of the box (the lanes are the boxes; the adds do
+    // not carry between 16-bit lanes, see box_planes_packed).
+    let step = (k * bpp) as i32;
+    let starts = _mm_setr_epi32(0, step, 2 * step, 3 * step);
+    let mut x = 0;
+    while x + 8 <= full {
+        let pixels = sums.as_ptr().add(x * k * bpp) as *const i64;
+        let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for j in 0..k {
+            let first = (pixels as *const u16).add(j * bpp) as *const i64;
+            let second = (pixels as *const u16).add((4 * k + j) * bpp) as *const i64;
+            lo = _mm256_add_epi64(lo, _mm256_i32gather_epi64::<2>(first, starts));
+            hi = _mm256_add_epi64(hi, _mm256_i32gather_epi64::<2>(second, starts));
+        }
+        for c in 0..3 {
+            let a = _mm256_and_si256(_mm256_srl_epi64(lo, shifts[c]), mask);
+            let b = _mm256_and_si256(_mm256_srl_epi64(hi, shifts[c]), mask);
+            let ab = _mm256_or_si256(a, _mm256_slli_epi64::<32>(b));
+            let v = _mm256_cvtepi32_ps(_mm256_permutevar8x32_epi32(ab, order));
+            _mm256_storeu_ps(outs[c].add(x), _mm256_mul_ps(v, scale));
+        }
+        x += 8;
+    }
+    x
 }
 
 impl RowSource for ReducedRows<'_, '_> {
@@ -2043,6 +2058,14 @@ fn filter_h<const AVX2: bool>(
     let blocks = table.spans.len().div_ceil(BLOCK);
     debug_assert!(planes.len() >= 2 * stride + table.hi - table.lo);
     debug_assert!(table.block_index.len() == blocks * taps * BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); `planes`
+        // has WINDOW floats of slack after its last plane (run_impl sizes it so; checked
+        // in debug builds).
+        unsafe { filter_h_avx2(planes, stride, table, out, pixel) };
+        return;
+    }
     let mut px = [[0.0f32; BLOCK]; 3];
     for blk in 0..blocks {
         let j0 = blk * BLOCK;
@@ -2050,31 +2073,6 @@ fn filter_h<const AVX2: bool>(
         let (index, ws) = (&table.block_index[at.clone()], &table.block_weights[at]);
         let totals: &[f32; BLOCK] = table.block_totals[j0..j0 + BLOCK].try_into().unwrap();
         let n = BLOCK.min(table.spans.len() - j0);
-        #[cfg(target_arch = "x86_64")]
-        if AVX2 {
-            // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); every
-            // index is < hi − lo <= stride, inside its plane (checked in debug builds).
-            debug_assert!(index.iter().all(|&i| (i as usize) < table.hi - table.lo));
-            let base = table.block_base[blk];
-            unsafe {
-                let rgb = if base >= 0 {
-                    // SAFETY (also): base + WINDOW <= hi − lo + WINDOW − 1 columns, inside
-                    // `planes`' slack after its last plane (checked in debug builds).
-                    debug_assert!(planes.len() >= 2 * stride + base as usize + WINDOW);
-                    let rel = &table.block_rel[blk * taps * BLOCK..(blk + 1) * taps * BLOCK];
-                    block_h_window_avx2(planes, stride, base as usize, rel, ws, totals, taps)
-                } else {
-                    block_h_avx2(planes, stride, index, ws, totals, taps)
-                };
-                let out = &mut out[j0 * pixel..];
-                if n == BLOCK && 7 * pixel + 4 <= out.len() {
-                    store8_avx2(rgb, out.as_mut_ptr(), pixel);
-                } else {
-                    store_tail_avx2(rgb, out, n, pixel);
-                }
-            }
-            continue;
-        }
         for (c, pc) in px.iter_mut().enumerate() {
             let plane = &planes[c * stride..(c + 1) * stride];
             for l in 0..BLOCK {
@@ -2095,6 +2093,51 @@ fn filter_h<const AVX2: bool>(
             for (l, o) in out[j0 * 3..(j0 + n) * 3].chunks_exact_mut(3).enumerate() {
                 o.copy_from_slice(&[px[0][l], px[1][l], px[2][l]]);
             }
+        }
+    }
+}
+
+/// [`filter_h`]'s AVX2 build: the whole row's blocks in one call (each block's taps by
+/// permutes or gathers, then a transpose into `out`), so that no per-block call remains
+/// whatever the compiler decides to inline.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn filter_h_avx2(
+    planes: &[f32],
+    stride: usize,
+    table: &AxisTable,
+    out: &mut [f32],
+    pixel: usize,
+) {
+    let taps = table.max_len;
+    let blocks = table.spans.len().div_ceil(BLOCK);
+    for blk in 0..blocks {
+        let j0 = blk * BLOCK;
+        let at = blk * taps * BLOCK..(blk + 1) * taps * BLOCK;
+        let (index, ws) = (
+            &table.block_index[at.clone()],
+            &table.block_weights[at.clone()],
+        );
+        let totals: &[f32; BLOCK] = table.block_totals[j0..j0 + BLOCK].try_into().unwrap();
+        let n = BLOCK.min(table.spans.len() - j0);
+        // Every index is < hi − lo <= stride, inside its plane (checked in debug builds).
+        debug_assert!(index.iter().all(|&i| (i as usize) < table.hi - table.lo));
+        let base = table.block_base[blk];
+        let rgb = if base >= 0 {
+            // base + WINDOW <= hi − lo + WINDOW − 1 columns: inside `planes`' slack
+            // after its last plane (checked in debug builds).
+            debug_assert!(planes.len() >= 2 * stride + base as usize + WINDOW);
+            let rel = &table.block_rel[at];
+            block_h_window_avx2(planes, stride, base as usize, rel, ws, totals, taps)
+        } else {
+            block_h_avx2(planes, stride, index, ws, totals, taps)
+        };
+        let out = &mut out[j0 * pixel..];
+        if n == BLOCK && 7 * pixel + 4 <= out.len() {
+            store8_avx2(rgb, out.as_mut_ptr(), pixel);
+        } else {
+            store_tail_avx2(rgb, out, n, pixel);
         }
     }
 }
@@ -2526,8 +2569,10 @@ impl Resampler {
     /// The identity case of [`run_impl`](Self::run_impl) (see [`is_identity`]): every
     /// output pixel is its source pixel, converted (what the kernel's single tap of weight
     /// 1.0 and total 1.0 gives, bit for bit), so the rows are converted straight into the
-    /// region, without the two passes.
-    #[inline(always)]
+    /// region, without the two passes. Never inlined: inlining a second copy of
+    /// `read_row` into `run_impl` made the compiler give up inlining in the main path
+    /// (whole frames measured 30 % slower).
+    #[inline(never)]
     fn copy_identity<const AVX2: bool, S: RowSource>(
         &mut self,
         src: &S,
