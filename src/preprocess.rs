@@ -1810,6 +1810,100 @@ unsafe fn box_means_avx2(
     x
 }
 
+/// Means of the boxes of one or two lanes (`lanes`: 1 for luma and I420 chroma, 2 for
+/// NV12's interleaved U, V: `a` and `b`) where a box spans an even number of u16 (`k·lanes`),
+/// so whole boxes are whole u32 pairs of `sums`: the same values as [`box_windows`] and
+/// [`box_lane`] (exact integer sums, then `sum as f32 · (1 / count)`), without the window
+/// passes. With AVX2 eight boxes at a time by 32-bit gathers ([`box_pairs_avx2`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn box_pairs<const AVX2: bool>(
+    sums: &[u16],
+    lanes: usize,
+    k: usize,
+    (n, last): (usize, usize),
+    rows: usize,
+    a: &mut [f32],
+    mut b: Option<&mut [f32]>,
+) {
+    debug_assert!((k * lanes).is_multiple_of(2) && (lanes == 1) == b.is_none());
+    let full = if last == k { n } else { n - 1 };
+    let stride = k * lanes;
+    let inv = 1.0 / (k * rows) as f32;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 && stride * full < i32::MAX as usize {
+        assert!(full * stride <= sums.len() && a.len() >= full);
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); the whole
+        // boxes' pairs lie inside `sums` and the outputs inside `a` / `b` (asserted).
+        done = unsafe { box_pairs_avx2(sums, stride, full, inv, a, b.as_deref_mut()) };
+    }
+    let lane_sum = |start: usize, count: usize| -> u32 {
+        (0..count).map(|j| u32::from(sums[start + j * lanes])).sum()
+    };
+    for x in done..full {
+        a[x] = lane_sum(x * stride, k) as f32 * inv;
+        if let Some(b) = b.as_deref_mut() {
+            b[x] = lane_sum(x * stride + 1, k) as f32 * inv;
+        }
+    }
+    if full < n {
+        let inv = 1.0 / (last * rows) as f32;
+        a[full] = lane_sum(full * stride, last) as f32 * inv;
+        if let Some(b) = b {
+            b[full] = lane_sum(full * stride + 1, last) as f32 * inv;
+        }
+    }
+}
+
+/// [`box_pairs`]' whole boxes below `full`, eight at a time (returns how many it did):
+/// the box sums of its u32 pairs as 32-bit adds (each half's sum stays below 2^16, so
+/// the low half never carries into the high one), then the halves added (one lane) or
+/// apart (two lanes), converted and scaled: the same integers, the same f32 products.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn box_pairs_avx2(
+    sums: &[u16],
+    stride: usize,
+    full: usize,
+    inv: f32,
+    a: &mut [f32],
+    b: Option<&mut [f32]>,
+) -> usize {
+    use std::arch::x86_64::*;
+    let starts = _mm256_mullo_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(stride as i32),
+    );
+    let (mask, scale) = (_mm256_set1_epi32(0xffff), _mm256_set1_ps(inv));
+    let b = b.map(|b| b.as_mut_ptr());
+    let mut x = 0;
+    while x + 8 <= full {
+        let first = sums.as_ptr().add(x * stride);
+        let mut acc = _mm256_setzero_si256();
+        for j in (0..stride).step_by(2) {
+            let pairs = _mm256_i32gather_epi32::<2>(first.add(j) as *const i32, starts);
+            acc = _mm256_add_epi32(acc, pairs);
+        }
+        // (No closure for the conversion: it would not inherit the AVX2 target feature.)
+        let (lo, hi) = (_mm256_and_si256(acc, mask), _mm256_srli_epi32::<16>(acc));
+        match b {
+            Some(b) => {
+                let (u, v) = (_mm256_cvtepi32_ps(lo), _mm256_cvtepi32_ps(hi));
+                _mm256_storeu_ps(a.as_mut_ptr().add(x), _mm256_mul_ps(u, scale));
+                _mm256_storeu_ps(b.add(x), _mm256_mul_ps(v, scale));
+            }
+            None => {
+                let sum = _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
+                _mm256_storeu_ps(a.as_mut_ptr().add(x), _mm256_mul_ps(sum, scale));
+            }
+        }
+        x += 8;
+    }
+    x
+}
+
 impl RowSource for ReducedRows<'_, '_> {
     fn width(&self) -> usize {
         self.frame.width.div_ceil(self.kx)
@@ -1841,11 +1935,15 @@ impl RowSource for ReducedRows<'_, '_> {
                 set_len(&mut scratch.conv, 3 * n);
                 plane_column_sums(f, 0, (r0, r1), (c0, c1), &mut scratch.sums);
                 let last = c1 - (x1 - 1) * kx;
-                let full = if last == kx { n } else { n - 1 };
-                box_windows(&scratch.sums, 1, kx, full, &mut scratch.boxes);
-                let (sums, win) = (&scratch.sums, &scratch.boxes.win);
                 let luma = &mut scratch.conv[..n];
-                box_lane::<AVX2>(sums, win, 1, 0, kx, (n, last), r1 - r0, luma);
+                if kx.is_multiple_of(2) {
+                    box_pairs::<AVX2>(&scratch.sums, 1, kx, (n, last), r1 - r0, luma, None);
+                } else {
+                    let full = if last == kx { n } else { n - 1 };
+                    box_windows(&scratch.sums, 1, kx, full, &mut scratch.boxes);
+                    let (sums, win) = (&scratch.sums, &scratch.boxes.win);
+                    box_lane::<AVX2>(sums, win, 1, 0, kx, (n, last), r1 - r0, luma);
+                }
                 // Chroma samples of the boxes' 2x2 blocks (k even: k/2 chroma columns a box,
                 // the last one maybe fewer), or of the pixel's own block (k = 1).
                 let (cr0, cr1) = (r0 / 2, (r1 - 1) / 2 + 1);
@@ -1884,6 +1982,14 @@ impl RowSource for ReducedRows<'_, '_> {
                                 um[i] = sums[at] as f32 * inv;
                                 vm[i] = sums[at + 1] as f32 * inv;
                             }
+                        }
+                    } else if (kx / 2 * lanes).is_multiple_of(2) {
+                        let dims = (n, chroma_last);
+                        if lanes == 1 {
+                            let dst = if plane == 1 { &mut *um } else { &mut *vm };
+                            box_pairs::<AVX2>(sums, 1, kx / 2, dims, crows, dst, None);
+                        } else {
+                            box_pairs::<AVX2>(sums, 2, kx / 2, dims, crows, um, Some(&mut *vm));
                         }
                     } else {
                         let (ck, full) = (kx / 2, if chroma_last == kx / 2 { n } else { n - 1 });
