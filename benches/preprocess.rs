@@ -208,6 +208,21 @@ fn main() {
             }
         }
     }
+    // The two goal cases again, each on its own: the same region call after call (weight
+    // tables reused, caches warm), for comparison with the interleaved rows above, where
+    // every call rebuilds its tables as it does for each new face.
+    let mut alone = Vec::new();
+    for t in [&axis, &rotated] {
+        let mut v = Vec::new();
+        for it in 0..iters + 20 {
+            let d = time(|| pre.process_affine(&fr, t, &mut out).unwrap());
+            std::hint::black_box(&out);
+            if it >= 20 {
+                v.push(d);
+            }
+        }
+        alone.push(v);
+    }
     for (i, (name, t)) in cases.iter().enumerate() {
         let m = median(&times[i]);
         let goal = if i == 3 {
@@ -231,6 +246,14 @@ fn main() {
             fmt_us(m),
             fmt_us(min(&times[i])),
             fmt_us(max(&times[i])),
+        ));
+    }
+    for (name, v) in ["axis-aligned", "rotated 15°"].iter().zip(&alone) {
+        report.line(&format!(
+            "| {name}, alone (the same region call after call) | **{}** | {} | {} | (reported) |",
+            fmt_us(median(v)),
+            fmt_us(min(v)),
+            fmt_us(max(v)),
         ));
     }
     report.finish();
