@@ -1363,6 +1363,36 @@ impl AxisTable {
     }
 }
 
+/// Block `blk` of an [`AxisTable`] as [`filter_h`] reads it.
+struct BlockTaps<'t> {
+    /// First output of the block, and how many of its [`BLOCK`] lanes are outputs.
+    first: usize,
+    outputs: usize,
+    /// Tap-major indices (− `lo`), weights and, where `base >= 0`, indices − `base`.
+    index: &'t [i32],
+    weights: &'t [f32],
+    rel: &'t [i32],
+    base: i32,
+    totals: &'t [f32; BLOCK],
+}
+
+impl AxisTable {
+    #[inline(always)]
+    fn block(&self, blk: usize) -> BlockTaps<'_> {
+        let at = blk * self.max_len * BLOCK..(blk + 1) * self.max_len * BLOCK;
+        let first = blk * BLOCK;
+        BlockTaps {
+            first,
+            outputs: BLOCK.min(self.spans.len() - first),
+            index: &self.block_index[at.clone()],
+            weights: &self.block_weights[at.clone()],
+            rel: &self.block_rel[at],
+            base: self.block_base[blk],
+            totals: self.block_totals[first..first + BLOCK].try_into().unwrap(),
+        }
+    }
+}
+
 /// Something the resampler can read converted rows from.
 trait RowSource {
     fn width(&self) -> usize;
@@ -2174,11 +2204,14 @@ fn filter_h<const AVX2: bool>(
     }
     let mut px = [[0.0f32; BLOCK]; 3];
     for blk in 0..blocks {
-        let j0 = blk * BLOCK;
-        let at = blk * taps * BLOCK..(blk + 1) * taps * BLOCK;
-        let (index, ws) = (&table.block_index[at.clone()], &table.block_weights[at]);
-        let totals: &[f32; BLOCK] = table.block_totals[j0..j0 + BLOCK].try_into().unwrap();
-        let n = BLOCK.min(table.spans.len() - j0);
+        let BlockTaps {
+            first: j0,
+            outputs: n,
+            index,
+            weights: ws,
+            totals,
+            ..
+        } = table.block(blk);
         for (c, pc) in px.iter_mut().enumerate() {
             let plane = &planes[c * stride..(c + 1) * stride];
             for l in 0..BLOCK {
@@ -2219,25 +2252,17 @@ unsafe fn filter_h_avx2(
     let taps = table.max_len;
     let blocks = table.spans.len().div_ceil(BLOCK);
     for blk in 0..blocks {
-        let j0 = blk * BLOCK;
-        let at = blk * taps * BLOCK..(blk + 1) * taps * BLOCK;
-        let (index, ws) = (
-            &table.block_index[at.clone()],
-            &table.block_weights[at.clone()],
-        );
-        let totals: &[f32; BLOCK] = table.block_totals[j0..j0 + BLOCK].try_into().unwrap();
-        let n = BLOCK.min(table.spans.len() - j0);
+        let b = table.block(blk);
+        let (j0, n, ws, totals) = (b.first, b.outputs, b.weights, b.totals);
         // Every index is < hi − lo <= stride, inside its plane (checked in debug builds).
-        debug_assert!(index.iter().all(|&i| (i as usize) < table.hi - table.lo));
-        let base = table.block_base[blk];
-        let rgb = if base >= 0 {
+        debug_assert!(b.index.iter().all(|&i| (i as usize) < table.hi - table.lo));
+        let rgb = if b.base >= 0 {
             // base + WINDOW <= hi − lo + WINDOW − 1 columns: inside `planes`' slack
             // after its last plane (checked in debug builds).
-            debug_assert!(planes.len() >= 2 * stride + base as usize + WINDOW);
-            let rel = &table.block_rel[at];
-            block_h_window_avx2(planes, stride, base as usize, rel, ws, totals, taps)
+            debug_assert!(planes.len() >= 2 * stride + b.base as usize + WINDOW);
+            block_h_window_avx2(planes, stride, b.base as usize, b.rel, ws, totals, taps)
         } else {
-            block_h_avx2(planes, stride, index, ws, totals, taps)
+            block_h_avx2(planes, stride, b.index, ws, totals, taps)
         };
         let out = &mut out[j0 * pixel..];
         if n == BLOCK && 7 * pixel + 4 <= out.len() {
