@@ -96,6 +96,8 @@ fn measure(
         device: None,
         fallback_to_cpu: true,
         intra_op_threads: threads,
+        // ONNX Runtime's own default, as a bare loop gets it.
+        intra_op_spinning: true,
         cache_dir: None,
         output_name: None,
     };

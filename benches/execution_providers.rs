@@ -39,6 +39,8 @@ fn main() {
                 device: (ep == ExecutionProvider::OpenVino).then(|| "CPU".to_string()),
                 fallback_to_cpu: false,
                 intra_op_threads: threads,
+                // ONNX Runtime's own default, as a bare loop gets it.
+                intra_op_spinning: true,
                 cache_dir: None,
                 output_name: None,
             };

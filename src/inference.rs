@@ -83,6 +83,9 @@ impl From<ExecutionProvider> for backend::ExecutionProvider {
 const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 const DEFAULT_FALLBACK_TO_CPU: bool = true;
 const DEFAULT_INTRA_OP_THREADS: u32 = 0;
+/// ONNX Runtime's own default: its threads spin-wait between runs, which is 5-7 % faster
+/// per run for the dlib ResNet on two threads here (bare loop, spin against no spin).
+const DEFAULT_INTRA_OP_SPINNING: bool = true;
 
 /// The execution-provider properties every model-running element has.
 #[derive(Debug, Clone)]
@@ -91,6 +94,7 @@ pub struct EpSettings {
     pub device: Option<String>,
     pub fallback_to_cpu: bool,
     pub intra_op_threads: u32,
+    pub intra_op_spinning: bool,
     pub cache_dir: Option<String>,
     pub onnxruntime_library: Option<String>,
 }
@@ -102,6 +106,7 @@ impl Default for EpSettings {
             device: None,
             fallback_to_cpu: DEFAULT_FALLBACK_TO_CPU,
             intra_op_threads: DEFAULT_INTRA_OP_THREADS,
+            intra_op_spinning: DEFAULT_INTRA_OP_SPINNING,
             cache_dir: None,
             onnxruntime_library: None,
         }
@@ -141,6 +146,12 @@ impl EpSettings {
                 .default_value(DEFAULT_INTRA_OP_THREADS)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecBoolean::builder("intra-op-spinning")
+                .nick("Intra-op spinning")
+                .blurb("Let ONNX Runtime's intra-op threads spin-wait for work (its default: runs start sooner) instead of sleeping; false leaves those cores to the rest of the pipeline between model runs (decoders, other elements, n-threads)")
+                .default_value(DEFAULT_INTRA_OP_SPINNING)
+                .mutable_ready()
+                .build(),
             glib::ParamSpecString::builder("cache-dir")
                 .nick("Cache directory")
                 .blurb("Directory for TensorRT engines and OpenVINO compiled blobs (created if missing; unset = no cache)")
@@ -165,6 +176,9 @@ impl EpSettings {
             "intra-op-threads" => {
                 self.intra_op_threads = value.get().expect("type checked upstream")
             }
+            "intra-op-spinning" => {
+                self.intra_op_spinning = value.get().expect("type checked upstream")
+            }
             "cache-dir" => self.cache_dir = optional_string(value),
             "onnxruntime-library" => self.onnxruntime_library = optional_string(value),
             _ => return false,
@@ -178,6 +192,7 @@ impl EpSettings {
             "device" => self.device.to_value(),
             "fallback-to-cpu" => self.fallback_to_cpu.to_value(),
             "intra-op-threads" => self.intra_op_threads.to_value(),
+            "intra-op-spinning" => self.intra_op_spinning.to_value(),
             "cache-dir" => self.cache_dir.to_value(),
             "onnxruntime-library" => self.onnxruntime_library.to_value(),
             _ => return None,
@@ -191,6 +206,7 @@ impl EpSettings {
             device: self.device.clone(),
             fallback_to_cpu: self.fallback_to_cpu,
             intra_op_threads: self.intra_op_threads as usize,
+            intra_op_spinning: self.intra_op_spinning,
             cache_dir: self.cache_dir.as_ref().map(PathBuf::from),
             output_name,
         }

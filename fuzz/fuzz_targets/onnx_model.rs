@@ -50,6 +50,7 @@ fn config(path: PathBuf, output_name: Option<String>) -> SessionConfig {
         device: None,
         fallback_to_cpu: false,
         intra_op_threads: 1,
+        intra_op_spinning: false,
         cache_dir: None,
         output_name,
     }

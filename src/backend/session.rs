@@ -24,6 +24,11 @@ pub struct SessionConfig {
     pub fallback_to_cpu: bool,
     /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).
     pub intra_op_threads: usize,
+    /// Let ONNX Runtime's intra-op threads spin-wait for work (its default) instead of
+    /// sleeping: a lone model run back to back gains a little latency, but in a pipeline
+    /// the spinning threads hold cores that the streaming threads and the other elements
+    /// need between runs.
+    pub intra_op_spinning: bool,
     /// Where TensorRT engines and OpenVINO compiled blobs are cached.
     pub cache_dir: Option<PathBuf>,
     pub output_name: Option<String>,
@@ -143,6 +148,9 @@ fn new_builder(runtime: &Runtime, cfg: &SessionConfig) -> Result<SessionBuilder,
             .with_intra_threads(cfg.intra_op_threads)
             .map_err(|e| e.to_string())?;
     }
+    builder = builder
+        .with_intra_op_spinning(cfg.intra_op_spinning)
+        .map_err(|e| e.to_string())?;
     Ok(builder)
 }
 
