@@ -71,9 +71,10 @@
 //!   horizontal pass runs eight outputs at a time, every span padded to the longest with
 //!   taps of weight 0 that repeat its first pixel, so they add exactly 0; with AVX2 the
 //!   taps of a block that fall within 16 source columns — downscales up to about 1.8x,
-//!   face crops — are picked from two registers by permutes, other blocks' taps are
-//!   gathered, each performing the same operations lane by lane. YUV rows are converted
-//!   eight pixels at a time in one AVX2 pass, with the scalar formulas' operations.)
+//!   face crops — are picked from two registers by permutes (one two-register permute a
+//!   tap where the CPU also has AVX-512F and VL), other blocks' taps are gathered, each
+//!   performing the same operations lane by lane. YUV rows are converted eight pixels at
+//!   a time in one AVX2 pass, with the scalar formulas' operations.)
 //!
 //! **Edges / sampling domain.** The source is the frame extended with black (0,0,0) pixels
 //! just far enough to cover the requested source rectangle, rounded outward to whole
@@ -187,7 +188,8 @@
 //! Implementation: two-step warps resample the grid with the [`Resampler`] (only the
 //! source rows and columns its taps need are converted) into `R, G, B, 0` pixels, then
 //! sample it eight output pixels at a time (with AVX2 two pixels a register, each pixel's
-//! four taps two 32-byte loads; bit-identical to the portable loop).
+//! four taps two 32-byte loads, the sample points four f64 lanes at a time, or eight with
+//! AVX-512F; bit-identical to the portable loop).
 //! Direct footprints colour-convert the source pixels the output taps (their bounding box,
 //! clipped to the domain) once into a planar RGB f32 scratch — only those pixels, never the
 //! whole frame; in output tiles when the box exceeds 2^18 pixels — then compute each output
@@ -2190,17 +2192,27 @@ fn filter_h<const AVX2: bool>(
     table: &AxisTable,
     out: &mut [f32],
     pixel: usize,
+    avx512: bool,
 ) {
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = avx512;
     let taps = table.max_len;
     let blocks = table.spans.len().div_ceil(BLOCK);
     debug_assert!(planes.len() >= 2 * stride + table.hi - table.lo);
     debug_assert!(table.block_index.len() == blocks * taps * BLOCK);
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
-        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); `planes`
-        // has WINDOW floats of slack after its last plane (run_impl sizes it so; checked
-        // in debug builds).
-        unsafe { filter_h_avx2(planes, stride, table, out, pixel) };
+        // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked), avx512
+        // only where the CPU has AVX-512F and VL (Resampler::avx512); `planes` has
+        // WINDOW floats of slack after its last plane (run_impl sizes it so; checked in
+        // debug builds).
+        unsafe {
+            if avx512 {
+                filter_h_avx512(planes, stride, table, out, pixel)
+            } else {
+                filter_h_avx2(planes, stride, table, out, pixel)
+            }
+        };
         return;
     }
     let mut px = [[0.0f32; BLOCK]; 3];
@@ -2250,6 +2262,35 @@ unsafe fn filter_h_avx2(
     out: &mut [f32],
     pixel: usize,
 ) {
+    filter_h_simd::<false>(planes, stride, table, out, pixel);
+}
+
+/// [`filter_h_avx2`] where the CPU also has AVX-512F and VL: a window tap is one
+/// two-register permute (`vpermt2ps`) instead of two permutes and a blend, the pass's
+/// bottleneck on the shuffle port. The same values picked: the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+#[inline]
+unsafe fn filter_h_avx512(
+    planes: &[f32],
+    stride: usize,
+    table: &AxisTable,
+    out: &mut [f32],
+    pixel: usize,
+) {
+    filter_h_simd::<true>(planes, stride, table, out, pixel);
+}
+
+/// The body of [`filter_h_avx2`] / [`filter_h_avx512`] (inlined into each).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn filter_h_simd<const AVX512: bool>(
+    planes: &[f32],
+    stride: usize,
+    table: &AxisTable,
+    out: &mut [f32],
+    pixel: usize,
+) {
     let taps = table.max_len;
     let blocks = table.spans.len().div_ceil(BLOCK);
     for blk in 0..blocks {
@@ -2261,7 +2302,11 @@ unsafe fn filter_h_avx2(
             // base + WINDOW <= hi − lo + WINDOW − 1 columns: inside `planes`' slack
             // after its last plane (checked in debug builds).
             debug_assert!(planes.len() >= 2 * stride + b.base as usize + WINDOW);
-            block_h_window_avx2(planes, stride, b.base as usize, b.rel, ws, totals, taps)
+            if AVX512 {
+                block_h_window_avx512(planes, stride, b.base as usize, b.rel, ws, totals, taps)
+            } else {
+                block_h_window_avx2(planes, stride, b.base as usize, b.rel, ws, totals, taps)
+            }
         } else {
             block_h_avx2(planes, stride, b.index, ws, totals, taps)
         };
@@ -2339,6 +2384,49 @@ unsafe fn block_h_window_avx2(
         let w = _mm256_loadu_ps(ws.as_ptr().add(k * BLOCK));
         for c in 0..3 {
             let x = window_pick(cols[c], ik, hk);
+            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_sub_ps(x, p0[c])));
+        }
+    }
+    let mut rgb = [_mm256_setzero_ps(); 3];
+    for c in 0..3 {
+        rgb[c] = _mm256_add_ps(_mm256_mul_ps(total, p0[c]), acc[c]);
+    }
+    rgb
+}
+
+/// [`block_h_window_avx2`] with AVX-512VL: tap `rel` (0..16) is one `vpermt2ps` of the
+/// two registers. The same operations on the same values: the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+#[inline]
+unsafe fn block_h_window_avx512(
+    planes: &[f32],
+    stride: usize,
+    base: usize,
+    rel: &[i32],
+    ws: &[f32],
+    totals: &[f32; BLOCK],
+    taps: usize,
+) -> [std::arch::x86_64::__m256; 3] {
+    use std::arch::x86_64::*;
+    let total = _mm256_loadu_ps(totals.as_ptr());
+    let mut cols = [[_mm256_setzero_ps(); 2]; 3];
+    for (c, v) in cols.iter_mut().enumerate() {
+        let p = planes.as_ptr().add(c * stride + base);
+        *v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
+    }
+    // Plain loads, no closure (a closure may be compiled without the target features).
+    let i0 = _mm256_loadu_si256(rel.as_ptr() as *const __m256i);
+    let mut p0 = [_mm256_setzero_ps(); 3];
+    for c in 0..3 {
+        p0[c] = _mm256_permutex2var_ps(cols[c][0], i0, cols[c][1]);
+    }
+    let mut acc = [_mm256_setzero_ps(); 3];
+    for k in 1..taps {
+        let ik = _mm256_loadu_si256(rel.as_ptr().add(k * BLOCK) as *const __m256i);
+        let w = _mm256_loadu_ps(ws.as_ptr().add(k * BLOCK));
+        for c in 0..3 {
+            let x = _mm256_permutex2var_ps(cols[c][0], ik, cols[c][1]);
             acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_sub_ps(x, p0[c])));
         }
     }
@@ -2481,6 +2569,8 @@ pub struct Resampler {
     scratch: RowScratch,
     /// Tests: skip the AVX2 build of the pipeline.
     portable_only: bool,
+    /// Tests: skip the AVX-512 kernels (the AVX2 ones run instead).
+    no_avx512: bool,
 }
 
 impl fmt::Debug for Resampler {
@@ -2611,6 +2701,18 @@ impl Resampler {
         self.run_impl::<false, S>(src, rect, dst, region);
     }
 
+    /// Whether the AVX-512 kernels may run (AVX-512F and VL; not turned off by a test).
+    pub(super) fn avx512(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            !self.no_avx512
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn run_avx2<S: RowSource>(
@@ -2665,6 +2767,7 @@ impl Resampler {
         let pstride = n;
         set_len(&mut self.planes, 3 * pstride + WINDOW);
 
+        let avx512 = AVX2 && self.avx512();
         let ring = &mut self.ring;
         let mut next = 0usize; // first source row not converted yet
         for (j, span) in self.v.spans.iter().enumerate() {
@@ -2690,10 +2793,10 @@ impl Resampler {
             filter_v(ws, span.total, row, &mut self.acc[..row_len]);
             if layout == RowLayout::Planar {
                 // Already three planes n floats apart.
-                filter_h::<AVX2>(&self.acc, n, &self.h, d, region.pixel);
+                filter_h::<AVX2>(&self.acc, n, &self.h, d, region.pixel, avx512);
             } else {
                 to_planes(&self.acc, layout, n, pstride, &mut self.planes);
-                filter_h::<AVX2>(&self.planes, pstride, &self.h, d, region.pixel);
+                filter_h::<AVX2>(&self.planes, pstride, &self.h, d, region.pixel, avx512);
             }
         }
     }
@@ -4370,6 +4473,11 @@ mod tests {
         }
     }
 
+    /// `(portable_only, no_avx512)` of the builds a SIMD test compares: portable first
+    /// (the reference), then AVX2 alone, then everything the CPU has (AVX-512 kernels).
+    pub(super) const SIMD_LEVELS: [(bool, bool); 3] =
+        [(true, false), (false, true), (false, false)];
+
     #[test]
     fn simd_and_portable_builds_are_bit_identical() {
         let mut rng = Rng(4242);
@@ -4394,9 +4502,10 @@ mod tests {
                         ..none_config(w, h)
                     };
                     let mut outs = Vec::new();
-                    for portable in [false, true] {
+                    for (portable, no_avx512) in SIMD_LEVELS {
                         let mut pp = Preprocessor::new(cfg.clone()).unwrap();
                         pp.resampler.portable_only = portable;
+                        pp.resampler.no_avx512 = no_avx512;
                         let mut out = vec![0.0f32; cfg.tensor_len()];
                         match rect {
                             None => pp.process(&frame, &mut out).unwrap(),
@@ -4404,7 +4513,9 @@ mod tests {
                         }
                         outs.push(out.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
                     }
-                    assert_eq!(outs[0], outs[1], "{format:?} {aspect:?} {rect:?} {w}x{h}");
+                    for o in &outs[1..] {
+                        assert_eq!(&outs[0], o, "{format:?} {aspect:?} {rect:?} {w}x{h}");
+                    }
                 }
             }
         }

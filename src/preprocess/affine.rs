@@ -533,7 +533,7 @@ fn sample_footprint<const AVX2: bool>(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64)
 /// pixels (R, G, B) to `row` (an interleaved output row) from pixel `x0` on.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn bilinear_block<const AVX2: bool>(
+fn bilinear_block<const AVX2: bool, const AVX512: bool>(
     grid: &[f32],
     stride: usize,
     [gw, gh]: [usize; 2],
@@ -552,16 +552,29 @@ fn bilinear_block<const AVX2: bool>(
         // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked); the indices
         // are clamped so that (index + stride + 1) * 4 + 4 <= grid.len().
         unsafe {
-            bilinear_coords_avx2(
-                [t.a, t.d],
-                origin,
-                x0,
-                [max_x, max_y],
-                stride as i32,
-                &mut index,
-                &mut tx,
-                &mut ty,
-            );
+            if AVX512 {
+                bilinear_coords_avx512(
+                    [t.a, t.d],
+                    origin,
+                    x0,
+                    [max_x, max_y],
+                    stride as i32,
+                    &mut index,
+                    &mut tx,
+                    &mut ty,
+                );
+            } else {
+                bilinear_coords_avx2(
+                    [t.a, t.d],
+                    origin,
+                    x0,
+                    [max_x, max_y],
+                    stride as i32,
+                    &mut index,
+                    &mut tx,
+                    &mut ty,
+                );
+            }
             bilinear_pairs_avx2(grid, stride, &index, &tx, &ty, &mut row[x0 * 3..], n)
         };
         return;
@@ -660,6 +673,62 @@ unsafe fn bilinear_coords_avx2(
     }
 }
 
+/// [`bilinear_coords_avx2`] with AVX-512F: the eight lanes in one register of f64, the
+/// same operations (so the same taps and fractions) in half the instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn bilinear_coords_avx512(
+    [a, d]: [f64; 2],
+    origin: [f64; 2],
+    x0: usize,
+    [max_x, max_y]: [f64; 2],
+    stride: i32,
+    index: &mut [i32; 8],
+    tx: &mut [f32; 8],
+    ty: &mut [f32; 8],
+) {
+    use std::arch::x86_64::*;
+    let half = _mm512_set1_pd(0.5);
+    let zero = _mm512_setzero_pd();
+    // (x0 + l) as f64 + 0.5, exact for any frame size.
+    let lanes = _mm512_setr_pd(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+    let xc = _mm512_add_pd(_mm512_add_pd(_mm512_set1_pd(x0 as f64), lanes), half);
+    let fx = _mm512_sub_pd(
+        _mm512_add_pd(
+            _mm512_set1_pd(origin[0]),
+            _mm512_mul_pd(_mm512_set1_pd(a), xc),
+        ),
+        half,
+    );
+    let fy = _mm512_sub_pd(
+        _mm512_add_pd(
+            _mm512_set1_pd(origin[1]),
+            _mm512_mul_pd(_mm512_set1_pd(d), xc),
+        ),
+        half,
+    );
+    // Round toward negative infinity, exceptions suppressed: floor.
+    const FLOOR: i32 = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+    let (ix, iy) = (
+        _mm512_roundscale_pd::<FLOOR>(fx),
+        _mm512_roundscale_pd::<FLOOR>(fy),
+    );
+    _mm256_storeu_ps(tx.as_mut_ptr(), _mm512_cvtpd_ps(_mm512_sub_pd(fx, ix)));
+    _mm256_storeu_ps(ty.as_mut_ptr(), _mm512_cvtpd_ps(_mm512_sub_pd(fy, iy)));
+    let ix = _mm512_cvttpd_epi32(_mm512_min_pd(
+        _mm512_max_pd(ix, zero),
+        _mm512_set1_pd(max_x),
+    ));
+    let iy = _mm512_cvttpd_epi32(_mm512_min_pd(
+        _mm512_max_pd(iy, zero),
+        _mm512_set1_pd(max_y),
+    ));
+    let i = _mm256_add_epi32(_mm256_mullo_epi32(iy, _mm256_set1_epi32(stride)), ix);
+    _mm256_storeu_si256(index.as_mut_ptr() as *mut __m256i, i);
+}
+
 /// [`bilinear_block`]'s interpolation, two pixels per register: each pixel's `p00 p01`
 /// and `p10 p11` are one unaligned 32-byte load each, split into halves across the pair.
 /// Pixel `l < n` goes to `out[3l..3l + 3]` as one 16-byte store (its fourth float lands
@@ -680,6 +749,9 @@ unsafe fn bilinear_pairs_avx2(
     use std::arch::x86_64::*;
     let base = grid.as_ptr();
     let below = stride * 4;
+    // A whole block with room for its last quad (every block but a row's last): stores
+    // without per-pixel checks.
+    let full = n == 8 && out.len() >= 3 * 7 + 4;
     for l in (0..8).step_by(2) {
         let (i0, i1) = (index[l] as usize * 4, index[l + 1] as usize * 4);
         let (a0, a1) = (_mm256_loadu_ps(base.add(i0)), _mm256_loadu_ps(base.add(i1)));
@@ -697,6 +769,14 @@ unsafe fn bilinear_pairs_avx2(
         let top = _mm256_add_ps(p00, _mm256_mul_ps(tx, _mm256_sub_ps(p01, p00)));
         let bottom = _mm256_add_ps(p10, _mm256_mul_ps(tx, _mm256_sub_ps(p11, p10)));
         let v = _mm256_add_ps(top, _mm256_mul_ps(ty, _mm256_sub_ps(bottom, top)));
+        if full {
+            _mm_storeu_ps(out.as_mut_ptr().add(3 * l), _mm256_castps256_ps128(v));
+            _mm_storeu_ps(
+                out.as_mut_ptr().add(3 * l + 3),
+                _mm256_extractf128_ps::<1>(v),
+            );
+            continue;
+        }
         for (h, half) in [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)]
             .into_iter()
             .enumerate()
@@ -824,12 +904,19 @@ impl Preprocessor {
             self.prefilter(frame, &plan, grid.bilinear);
             #[cfg(target_arch = "x86_64")]
             if !self.resampler.portable_only && std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { self.warp_grid_avx2(&plan, &grid) };
+                // SAFETY: the CPU supports AVX2, checked just above, and AVX-512F and VL
+                // where Resampler::avx512 says so.
+                unsafe {
+                    if self.resampler.avx512() {
+                        self.warp_grid_avx512(&plan, &grid)
+                    } else {
+                        self.warp_grid_avx2(&plan, &grid)
+                    }
+                };
                 write_tensor(&self.image, &self.config, out);
                 return Ok(());
             }
-            self.warp_grid::<false>(&plan, &grid);
+            self.warp_grid::<false, false>(&plan, &grid);
             write_tensor(&self.image, &self.config, out);
             return Ok(());
         }
@@ -891,14 +978,22 @@ impl Preprocessor {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn warp_grid_avx2(&mut self, plan: &Prefilter, k: &Kernel) {
-        self.warp_grid::<true>(plan, k);
+        self.warp_grid::<true, false>(plan, k);
+    }
+
+    /// [`warp_grid_avx2`](Self::warp_grid_avx2) where the CPU also has AVX-512F and VL
+    /// (the sample points eight lanes at a time, see [`bilinear_coords_avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    fn warp_grid_avx512(&mut self, plan: &Prefilter, k: &Kernel) {
+        self.warp_grid::<true, true>(plan, k);
     }
 
     /// Step 2 of a two-step warp: the output sampled from the grid through the residual
     /// transform: bilinear for a similarity (eight output pixels at a time, see
     /// [`bilinear_block`]), the footprint kernel otherwise.
     #[inline(always)]
-    fn warp_grid<const AVX2: bool>(&mut self, plan: &Prefilter, k: &Kernel) {
+    fn warp_grid<const AVX2: bool, const AVX512: bool>(&mut self, plan: &Prefilter, k: &Kernel) {
         let (w, h) = (self.config.width, self.config.height);
         let t = &plan.residual;
         // The grid as `prefilter` left it: `R, G, B, 0` pixels (bilinear), or padded
@@ -911,7 +1006,7 @@ impl Preprocessor {
                 let origin = [t.b * py + t.c, t.e * py + t.f];
                 for x0 in (0..w).step_by(8) {
                     let n = 8.min(w - x0);
-                    bilinear_block::<AVX2>(grid, plan.width, size, t, origin, x0, n, row);
+                    bilinear_block::<AVX2, AVX512>(grid, plan.width, size, t, origin, x0, n, row);
                 }
             }
             return;
