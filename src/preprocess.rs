@@ -186,7 +186,8 @@
 //! path matches a direct f64 implementation of this definition within 1e-3 (0..255 scale).
 //!
 //! Implementation: two-step warps resample the grid with the [`Resampler`] (only the
-//! source rows and columns its taps need are converted) into `R, G, B, 0` pixels, then
+//! source rows and columns its taps need are converted; of a similarity's grid, only the
+//! cells of each row that the bilinear step reads are filtered) into `R, G, B, 0` pixels, then
 //! sample it eight output pixels at a time (with AVX2 two pixels a register, each pixel's
 //! four taps two 32-byte loads, the sample points four f64 lanes at a time, or eight with
 //! AVX-512F; bit-identical to the portable loop).
@@ -1393,6 +1394,26 @@ impl AxisTable {
             totals: self.block_totals[first..first + BLOCK].try_into().unwrap(),
         }
     }
+
+    /// The source columns (− `lo`, half-open) that the taps of `outputs` read; empty
+    /// where they have none. A span's first and last taps never decrease from one output
+    /// to the next (the tent slides right), so the first and last non-empty spans bound
+    /// them all.
+    fn source_columns(&self, outputs: std::ops::Range<usize>) -> (usize, usize) {
+        let spans = &self.spans[outputs];
+        let first = spans.iter().find(|s| s.len > 0);
+        let last = spans.iter().rev().find(|s| s.len > 0);
+        match (first, last) {
+            (Some(a), Some(b)) => {
+                debug_assert!(spans
+                    .iter()
+                    .filter(|s| s.len > 0)
+                    .all(|s| { s.start >= a.start && s.start + s.len <= b.start + b.len }));
+                (a.start - self.lo, b.start + b.len - self.lo)
+            }
+            _ => (0, 0),
+        }
+    }
 }
 
 /// Something the resampler can read converted rows from.
@@ -2193,13 +2214,14 @@ fn filter_h<const AVX2: bool>(
     out: &mut [f32],
     pixel: usize,
     avx512: bool,
+    blocks: std::ops::Range<usize>,
 ) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = avx512;
     let taps = table.max_len;
-    let blocks = table.spans.len().div_ceil(BLOCK);
+    debug_assert!(blocks.end <= table.spans.len().div_ceil(BLOCK));
     debug_assert!(planes.len() >= 2 * stride + table.hi - table.lo);
-    debug_assert!(table.block_index.len() == blocks * taps * BLOCK);
+    debug_assert!(table.block_index.len() == table.spans.len().div_ceil(BLOCK) * taps * BLOCK);
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
         // SAFETY: AVX2 == true only in the AVX2 build (CPU support checked), avx512
@@ -2208,15 +2230,15 @@ fn filter_h<const AVX2: bool>(
         // debug builds).
         unsafe {
             if avx512 {
-                filter_h_avx512(planes, stride, table, out, pixel)
+                filter_h_avx512(planes, stride, table, out, pixel, blocks)
             } else {
-                filter_h_avx2(planes, stride, table, out, pixel)
+                filter_h_avx2(planes, stride, table, out, pixel, blocks)
             }
         };
         return;
     }
     let mut px = [[0.0f32; BLOCK]; 3];
-    for blk in 0..blocks {
+    for blk in blocks {
         let BlockTaps {
             first: j0,
             outputs: n,
@@ -2261,8 +2283,9 @@ unsafe fn filter_h_avx2(
     table: &AxisTable,
     out: &mut [f32],
     pixel: usize,
+    blocks: std::ops::Range<usize>,
 ) {
-    filter_h_simd::<false>(planes, stride, table, out, pixel);
+    filter_h_simd::<false>(planes, stride, table, out, pixel, blocks);
 }
 
 /// [`filter_h_avx2`] where the CPU also has AVX-512F and VL: a window tap is one
@@ -2277,8 +2300,9 @@ unsafe fn filter_h_avx512(
     table: &AxisTable,
     out: &mut [f32],
     pixel: usize,
+    blocks: std::ops::Range<usize>,
 ) {
-    filter_h_simd::<true>(planes, stride, table, out, pixel);
+    filter_h_simd::<true>(planes, stride, table, out, pixel, blocks);
 }
 
 /// The body of [`filter_h_avx2`] / [`filter_h_avx512`] (inlined into each).
@@ -2290,10 +2314,10 @@ unsafe fn filter_h_simd<const AVX512: bool>(
     table: &AxisTable,
     out: &mut [f32],
     pixel: usize,
+    blocks: std::ops::Range<usize>,
 ) {
     let taps = table.max_len;
-    let blocks = table.spans.len().div_ceil(BLOCK);
-    for blk in 0..blocks {
+    for blk in blocks {
         let b = table.block(blk);
         let (j0, n, ws, totals) = (b.first, b.outputs, b.weights, b.totals);
         // Every index is < hi − lo <= stride, inside its plane (checked in debug builds).
@@ -2571,6 +2595,10 @@ pub struct Resampler {
     portable_only: bool,
     /// Tests: skip the AVX-512 kernels (the AVX2 ones run instead).
     no_avx512: bool,
+    /// Output columns `(start, end)` each output row of the next run needs (the others
+    /// may be left as they were; a row with `start >= end` is skipped); empty: all.
+    /// Taken (and so reset) by every run.
+    row_columns: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for Resampler {
@@ -2692,13 +2720,20 @@ impl Resampler {
     /// vectorization). Both builds do the same f32 operations in the same order (no FMA
     /// contraction, fixed summation order), so their results are bit-identical.
     fn run<S: RowSource>(&mut self, src: &S, rect: SourceRect, dst: &mut [f32], region: Region) {
+        // Taken for this run only (the Vec goes back, cleared, to keep its capacity).
+        let mut columns = std::mem::take(&mut self.row_columns);
+        debug_assert!(columns.is_empty() || columns.len() == region.height);
         #[cfg(target_arch = "x86_64")]
         if !self.portable_only && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { self.run_avx2(src, rect, dst, region) };
-            return;
+            unsafe { self.run_avx2(src, rect, dst, region, &columns) };
+        } else {
+            self.run_impl::<false, S>(src, rect, dst, region, &columns);
         }
-        self.run_impl::<false, S>(src, rect, dst, region);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.run_impl::<false, S>(src, rect, dst, region, &columns);
+        columns.clear();
+        self.row_columns = columns;
     }
 
     /// Whether the AVX-512 kernels may run (AVX-512F and VL; not turned off by a test).
@@ -2721,8 +2756,9 @@ impl Resampler {
         rect: SourceRect,
         dst: &mut [f32],
         region: Region,
+        columns: &[(usize, usize)],
     ) {
-        self.run_impl::<true, S>(src, rect, dst, region);
+        self.run_impl::<true, S>(src, rect, dst, region, columns);
     }
 
     #[inline(always)]
@@ -2732,6 +2768,7 @@ impl Resampler {
         rect: SourceRect,
         dst: &mut [f32],
         region: Region,
+        columns: &[(usize, usize)],
     ) {
         if is_identity(src, rect, region) {
             self.copy_identity::<AVX2, S>(src, rect, dst, region);
@@ -2768,6 +2805,8 @@ impl Resampler {
         set_len(&mut self.planes, 3 * pstride + WINDOW);
 
         let avx512 = AVX2 && self.avx512();
+        let fpp = layout.floats_per_pixel();
+        let all_blocks = region.width.div_ceil(BLOCK);
         let ring = &mut self.ring;
         let mut next = 0usize; // first source row not converted yet
         for (j, span) in self.v.spans.iter().enumerate() {
@@ -2776,6 +2815,22 @@ impl Resampler {
                 d.fill(0.0);
                 continue;
             }
+            // The blocks of outputs this row needs, and the source columns (− lo) their
+            // taps read: only those are filtered vertically.
+            let (blocks, s0, s1) = match columns.get(j) {
+                None => (0..all_blocks, 0, n),
+                Some(&(c0, c1)) => {
+                    let c1 = c1.min(region.width);
+                    if c0 >= c1 {
+                        continue;
+                    }
+                    let (b0, b1) = (c0 / BLOCK, c1.div_ceil(BLOCK));
+                    let (s0, s1) = self
+                        .h
+                        .source_columns(b0 * BLOCK..(b1 * BLOCK).min(region.width));
+                    (b0..b1, s0, s1)
+                }
+            };
             // Spans are monotonic: rows below span.start are never needed again.
             next = next.max(span.start);
             while next < span.start + span.len {
@@ -2790,13 +2845,35 @@ impl Resampler {
                 let slot = (span.start + k) % cap;
                 &ring[slot * row_len..(slot + 1) * row_len]
             };
-            filter_v(ws, span.total, row, &mut self.acc[..row_len]);
+            // filter_v is element-wise: a column range gives those columns' bits.
+            if s0 == 0 && s1 == n {
+                filter_v(ws, span.total, row, &mut self.acc[..row_len]);
+            } else if layout == RowLayout::Planar {
+                for p in 0..3 {
+                    let cols = p * n + s0..p * n + s1;
+                    let part = |k: usize| &row(k)[cols.clone()];
+                    filter_v(ws, span.total, part, &mut self.acc[cols.clone()]);
+                }
+            } else {
+                let cols = s0 * fpp..s1 * fpp;
+                let part = |k: usize| &row(k)[cols.clone()];
+                filter_v(ws, span.total, part, &mut self.acc[cols.clone()]);
+            }
             if layout == RowLayout::Planar {
                 // Already three planes n floats apart.
-                filter_h::<AVX2>(&self.acc, n, &self.h, d, region.pixel, avx512);
+                filter_h::<AVX2>(&self.acc, n, &self.h, d, region.pixel, avx512, blocks);
             } else {
-                to_planes(&self.acc, layout, n, pstride, &mut self.planes);
-                filter_h::<AVX2>(&self.planes, pstride, &self.h, d, region.pixel, avx512);
+                let (src_cols, planes) = (&self.acc[s0 * fpp..s1 * fpp], &mut self.planes[s0..]);
+                to_planes(src_cols, layout, s1 - s0, pstride, planes);
+                filter_h::<AVX2>(
+                    &self.planes,
+                    pstride,
+                    &self.h,
+                    d,
+                    region.pixel,
+                    avx512,
+                    blocks,
+                );
             }
         }
     }

@@ -166,6 +166,8 @@ pub(super) struct AffineScratch {
     /// The pre-filtered grid of a two-step warp with a footprint step (interleaved RGB,
     /// before it is split into `planes`).
     grid: Vec<f32>,
+    /// Tests: compute a bilinear warp's whole grid (see [`grid_columns`]).
+    whole_grid: bool,
 }
 
 impl AffineScratch {
@@ -261,6 +263,62 @@ pub(super) fn prefilter_plan(t: &AffineTransform, out_w: usize, out_h: usize) ->
         height: gh as usize,
         residual,
     })
+}
+
+/// For each row of a two-step warp's grid, the columns `(start, end)` that the bilinear
+/// step reads (the others need not be computed: a tilted face's grid is its bounding box,
+/// and about a third of it lies outside the face's footprint). Row `r` is read by the
+/// sample points (output pixel centres through `residual`) with `y` in `[r − 0.5,
+/// r + 1.5)`, at columns `floor(x − 0.5) + {0, 1}`; their `x` lies within the sample
+/// parallelogram clipped to that strip, widened by a cell each way for rounding. Rows
+/// near the grid's edges (where the taps are clamped) are taken whole.
+fn grid_columns(
+    residual: &AffineTransform,
+    [out_w, out_h]: [usize; 2],
+    [gw, gh]: [usize; 2],
+    columns: &mut Vec<(usize, usize)>,
+) {
+    columns.clear();
+    let (x0, x1) = (0.5, out_w as f64 - 0.5);
+    let (y0, y1) = (0.5, out_h as f64 - 0.5);
+    let corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]].map(|p| residual.apply(p));
+    // Each edge as (from, to, dx/dy); a horizontal edge is never crossed strictly.
+    let edges: [([f64; 2], [f64; 2], f64); 4] = std::array::from_fn(|i| {
+        let (p, q) = (corners[i], corners[(i + 1) % 4]);
+        (p, q, (q[0] - p[0]) / (q[1] - p[1]))
+    });
+    for r in 0..gh {
+        if r < 2 || r + 2 >= gh {
+            columns.push((0, gw));
+            continue;
+        }
+        let (ya, yb) = (r as f64 - 0.5 - 1e-6, r as f64 + 1.5 + 1e-6);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &(p, q, slope) in &edges {
+            if p[1] >= ya && p[1] <= yb {
+                lo = lo.min(p[0]);
+                hi = hi.max(p[0]);
+            }
+            for y in [ya, yb] {
+                if (p[1] - y) * (q[1] - y) < 0.0 {
+                    let x = p[0] + slope * (y - p[1]);
+                    lo = lo.min(x);
+                    hi = hi.max(x);
+                }
+            }
+        }
+        if lo > hi {
+            columns.push((0, 0));
+            continue;
+        }
+        let start = ((lo - 0.5).floor() - 1.0).max(0.0);
+        let end = ((hi - 0.5).floor() + 3.0).min(gw as f64);
+        if start < end {
+            columns.push((start as usize, end as usize));
+        } else {
+            columns.push((0, 0));
+        }
+    }
 }
 
 /// Everything derived from the transform (see the parent module docs, "Aligned crops").
@@ -951,9 +1009,16 @@ impl Preprocessor {
         // Faces shrunk 4x or more are reduced first, as in process_rect.
         let reduce = self.config.reduce;
         if packed {
-            // Straight into R, G, B, 0 pixels (see bilinear_block).
+            // Straight into R, G, B, 0 pixels (see bilinear_block), only the cells the
+            // bilinear step reads (the others keep earlier, finite values: read, if ever,
+            // with weight 0).
             region.pixel = 4;
             set_len(&mut scratch.planes, gw * gh * 4);
+            if !scratch.whole_grid {
+                let (w, h) = (self.config.width, self.config.height);
+                let columns = &mut self.resampler.row_columns;
+                grid_columns(&plan.residual, [w, h], [gw, gh], columns);
+            }
             self.resampler
                 .run_frame(frame, plan.rect, &mut scratch.planes, region, reduce);
             return;
@@ -1763,6 +1828,58 @@ mod tests {
                         .map(|(x, y)| (x - y).abs())
                         .fold(0.0f32, f32::max);
                     assert!(err as f64 <= TOL, "{format:?} {deg}° x{s}: {err}");
+                }
+            }
+        }
+    }
+
+    /// A tilted face's grid is computed only where the bilinear step reads it
+    /// (`grid_columns`): the same bits as the whole grid, whatever an earlier warp left in
+    /// the cells it skips, for tilts all round, mild and strong downscales, every format.
+    #[test]
+    fn grid_rows_cut_to_the_footprint_match_the_whole_grid() {
+        let mut rng = Rng(9090);
+        for format in PixelFormat::ALL {
+            let tf = make_frame(format, 241, 187, 7, YuvColorimetry::default(), &mut rng);
+            let frame = tf.frame();
+            let mut cut = Preprocessor::new(none_config(48, 40)).unwrap();
+            let mut whole = Preprocessor::new(none_config(48, 40)).unwrap();
+            whole.affine.whole_grid = true;
+            for (deg, scale, centre) in [
+                (15.0, 1.33, [120.0, 90.0]),
+                (-15.0, 1.33, [100.0, 80.0]),
+                (40.0, 1.6, [120.0, 95.0]),
+                (-75.0, 2.4, [110.0, 100.0]),
+                (135.0, 1.2, [130.0, 90.0]),
+                (200.0, 3.1, [120.0, 95.0]),
+                (8.0, 1.05, [20.0, 15.0]),
+                (-30.0, 1.7, [230.0, 180.0]),
+            ] {
+                let t = rot_scale(deg, scale, 48, 40, centre);
+                assert!(
+                    prefilter_plan(&t, 48, 40).is_some(),
+                    "{deg} {scale}: a two-step warp"
+                );
+                let a = run(&mut cut, &frame, &t);
+                let b = run(&mut whole, &frame, &t);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b), "{format:?} {deg}° x{scale}");
+                // The cut really skipped cells (the test would prove nothing otherwise).
+                if deg == 40.0 {
+                    let plan = prefilter_plan(&t, 48, 40).unwrap();
+                    let mut columns = Vec::new();
+                    grid_columns(
+                        &plan.residual,
+                        [48, 40],
+                        [plan.width, plan.height],
+                        &mut columns,
+                    );
+                    let kept: usize = columns.iter().map(|&(s, e)| e.saturating_sub(s)).sum();
+                    assert!(
+                        kept * 10 < plan.width * plan.height * 9,
+                        "{kept} of {}",
+                        plan.width * plan.height
+                    );
                 }
             }
         }
