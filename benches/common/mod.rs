@@ -323,6 +323,26 @@ pub fn machine() -> String {
 
 /// Ratios `a[i] / b[i]` of rounds measured back to back, and their median (the drift of a
 /// shared machine cancels better in such pairs than in a ratio of two medians).
+/// The `q`-quantile (0..=1) of `v`, linear between order statistics.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    assert!(!v.is_empty() && (0.0..=1.0).contains(&q));
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = q * (s.len() - 1) as f64;
+    let (i, f) = (at.floor() as usize, at.fract());
+    if i + 1 < s.len() {
+        s[i] + f * (s[i + 1] - s[i])
+    } else {
+        s[i]
+    }
+}
+
+/// Median, first and third quartiles of the per-pair ratios `a[i] / b[i]`.
+pub fn paired_quartiles(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    (median(&r), quantile(&r, 0.25), quantile(&r, 0.75))
+}
+
 pub fn paired_ratios(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     (median(&r), min(&r), max(&r))
