@@ -166,8 +166,13 @@ fn measure(
     pipe.run(make_buffers(3));
 
     let (mut bare_fps, mut elem_fps) = (Vec::new(), Vec::new());
+    // Before each round, a pause: the two sessions have their own ONNX Runtime threads,
+    // which spin-wait for a while after a run; without it, a round's first runs share
+    // the two cores with the other loop's spinning threads (short rounds showed it).
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(20));
     for r in 0..n_rounds {
         let mut do_bare = |v: &mut Vec<f64>| {
+            settle();
             let s = time(|| {
                 for _ in 0..frames {
                     bare.run(&tensor, 1, side, side, &mut out).unwrap();
@@ -178,8 +183,10 @@ fn measure(
         let bufs = make_buffers(frames);
         if r % 2 == 0 {
             do_bare(&mut bare_fps);
+            settle();
             elem_fps.push(frames as f64 / pipe.run(bufs));
         } else {
+            settle();
             elem_fps.push(frames as f64 / pipe.run(bufs));
             do_bare(&mut bare_fps);
         }
