@@ -83,8 +83,7 @@ impl From<ExecutionProvider> for backend::ExecutionProvider {
 const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 const DEFAULT_FALLBACK_TO_CPU: bool = true;
 const DEFAULT_INTRA_OP_THREADS: u32 = 0;
-/// ONNX Runtime's own default: its threads spin-wait between runs, which is 5-7 % faster
-/// per run for the dlib ResNet on two threads here (bare loop, spin against no spin).
+/// ONNX Runtime's own default: its threads spin-wait for work, so that runs start sooner.
 const DEFAULT_INTRA_OP_SPINNING: bool = true;
 
 /// The execution-provider properties every model-running element has.

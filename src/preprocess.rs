@@ -3068,8 +3068,8 @@ fn prewhiten_stats_impl(values: &[f32]) -> (f64, f64) {
 
 /// `Σ f(v)` over `values` as sixteen partial sums in a fixed order (a generic, not a
 /// `dyn`, so the per-value function inlines), combined pairwise, then the tail: four
-/// independent chains of additions in registers, where one register's chain waited on
-/// each addition's latency (four sums took 50 µs of a 160x160 image's two passes).
+/// independent chains of additions in registers, where four sums were one register's
+/// chain, each addition waiting on the previous one's latency.
 #[inline(always)]
 fn prewhiten_sum16(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut acc = [0.0f64; 16];
