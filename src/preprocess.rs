@@ -2326,11 +2326,7 @@ unsafe fn filter_h_simd<const AVX512: bool>(
             // base + WINDOW <= hi − lo + WINDOW − 1 columns: inside `planes`' slack
             // after its last plane (checked in debug builds).
             debug_assert!(planes.len() >= 2 * stride + b.base as usize + WINDOW);
-            if AVX512 {
-                block_h_window_avx512(planes, stride, b.base as usize, b.rel, ws, totals, taps)
-            } else {
-                block_h_window_avx2(planes, stride, b.base as usize, b.rel, ws, totals, taps)
-            }
+            block_h_window::<AVX512>(planes, stride, b.base as usize, b.rel, ws, totals, taps)
         } else {
             block_h_avx2(planes, stride, b.index, ws, totals, taps)
         };
@@ -2376,12 +2372,12 @@ unsafe fn block_h_avx2(
 }
 
 /// [`block_h_avx2`] for a block whose taps lie within [`WINDOW`] columns from `base`:
-/// the columns are two registers, a tap `rel` (0..16) is a permute of each and a blend
-/// on `rel`'s bit 3. Picks the same values as the gathers: the same results.
+/// the columns are two registers, a tap `rel` (0..16) picked from them by
+/// [`window_pick`]. Picks the same values as the gathers: the same results. Inlined into
+/// [`filter_h_avx2`] / [`filter_h_avx512`], whose target features it runs with.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn block_h_window_avx2(
+#[inline(always)]
+unsafe fn block_h_window<const AVX512: bool>(
     planes: &[f32],
     stride: usize,
     base: usize,
@@ -2397,60 +2393,17 @@ unsafe fn block_h_window_avx2(
         let p = planes.as_ptr().add(c * stride + base);
         *v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
     }
-    let (i0, h0) = window_tap(rel, 0);
-    let mut p0 = [_mm256_setzero_ps(); 3];
-    for c in 0..3 {
-        p0[c] = window_pick(cols[c], i0, h0);
-    }
-    let mut acc = [_mm256_setzero_ps(); 3];
-    for k in 1..taps {
-        let (ik, hk) = window_tap(rel, k);
-        let w = _mm256_loadu_ps(ws.as_ptr().add(k * BLOCK));
-        for c in 0..3 {
-            let x = window_pick(cols[c], ik, hk);
-            acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_sub_ps(x, p0[c])));
-        }
-    }
-    let mut rgb = [_mm256_setzero_ps(); 3];
-    for c in 0..3 {
-        rgb[c] = _mm256_add_ps(_mm256_mul_ps(total, p0[c]), acc[c]);
-    }
-    rgb
-}
-
-/// [`block_h_window_avx2`] with AVX-512VL: tap `rel` (0..16) is one `vpermt2ps` of the
-/// two registers. The same operations on the same values: the same results.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx512f,avx512vl")]
-#[inline]
-unsafe fn block_h_window_avx512(
-    planes: &[f32],
-    stride: usize,
-    base: usize,
-    rel: &[i32],
-    ws: &[f32],
-    totals: &[f32; BLOCK],
-    taps: usize,
-) -> [std::arch::x86_64::__m256; 3] {
-    use std::arch::x86_64::*;
-    let total = _mm256_loadu_ps(totals.as_ptr());
-    let mut cols = [[_mm256_setzero_ps(); 2]; 3];
-    for (c, v) in cols.iter_mut().enumerate() {
-        let p = planes.as_ptr().add(c * stride + base);
-        *v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))];
-    }
-    // Plain loads, no closure (a closure may be compiled without the target features).
     let i0 = _mm256_loadu_si256(rel.as_ptr() as *const __m256i);
     let mut p0 = [_mm256_setzero_ps(); 3];
     for c in 0..3 {
-        p0[c] = _mm256_permutex2var_ps(cols[c][0], i0, cols[c][1]);
+        p0[c] = window_pick::<AVX512>(cols[c], i0);
     }
     let mut acc = [_mm256_setzero_ps(); 3];
     for k in 1..taps {
         let ik = _mm256_loadu_si256(rel.as_ptr().add(k * BLOCK) as *const __m256i);
         let w = _mm256_loadu_ps(ws.as_ptr().add(k * BLOCK));
         for c in 0..3 {
-            let x = _mm256_permutex2var_ps(cols[c][0], ik, cols[c][1]);
+            let x = window_pick::<AVX512>(cols[c], ik);
             acc[c] = _mm256_add_ps(acc[c], _mm256_mul_ps(w, _mm256_sub_ps(x, p0[c])));
         }
     }
@@ -2461,34 +2414,23 @@ unsafe fn block_h_window_avx512(
     rgb
 }
 
-/// Tap `k`'s window columns of a block (see [`AxisTable::block_rel`]) and the blend mask
-/// choosing the second register: bit 3 of each index moved to the sign bit.
+/// The window's values at `idx` (0..16, see [`AxisTable::block_rel`]): with AVX-512VL one
+/// two-register permute (`vpermt2ps`); with AVX2 a permute of each register and a blend on
+/// bit 3 of each index (moved to the sign bit).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn window_tap(
-    rel: &[i32],
-    k: usize,
-) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256) {
-    use std::arch::x86_64::*;
-    let idx = _mm256_loadu_si256(rel.as_ptr().add(k * BLOCK) as *const __m256i);
-    (idx, _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)))
-}
-
-/// The window's values at `idx` (0..16): lanes of `cols[0]`, or of `cols[1]` where `high`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn window_pick(
+#[inline(always)]
+unsafe fn window_pick<const AVX512: bool>(
     cols: [std::arch::x86_64::__m256; 2],
     idx: std::arch::x86_64::__m256i,
-    high: std::arch::x86_64::__m256,
 ) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
+    if AVX512 {
+        return _mm256_permutex2var_ps(cols[0], idx, cols[1]);
+    }
     _mm256_blendv_ps(
         _mm256_permutevar8x32_ps(cols[0], idx),
         _mm256_permutevar8x32_ps(cols[1], idx),
-        high,
+        _mm256_castsi256_ps(_mm256_slli_epi32::<28>(idx)),
     )
 }
 
