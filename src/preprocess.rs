@@ -3099,6 +3099,124 @@ fn write_tensor(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
     write_tensor_impl(image, cfg, out);
 }
 
+/// A frame already at the model's size, in a packed 8-bit RGB format, under fixed (or no)
+/// normalization: the identity resample would make each byte its pixel's f32 value exactly,
+/// so the tensor is written from the bytes a row chunk at a time, through a small f32
+/// buffer that stays in the L1 cache instead of the whole f32 image: the same f32
+/// operations as [`write_tensor`] (so the same bits) on half the memory, which matters in
+/// a pipeline, where this runs right after the model has evicted it from the caches.
+/// Returns `false` (nothing written) for other formats and for prewhitening, whose
+/// statistics need the whole image.
+fn write_tensor_from_bytes(frame: &Frame, cfg: &PreprocessConfig, out: &mut [f32]) -> bool {
+    if frame.format.rgb_offsets().is_none() {
+        return false;
+    }
+    let (sub, div) = match cfg.normalization {
+        Normalization::None => ([0.0; 3], [1.0; 3]),
+        Normalization::Fixed { mean, std } => (mean, std),
+        Normalization::Prewhiten => return false,
+    };
+    let (sub, div) = tensor_order(cfg.channel_order, sub, div);
+    let args = BytesToTensor {
+        frame,
+        order: cfg.channel_order,
+        sub,
+        div,
+        layout: cfg.layout,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn write_avx2(args: &BytesToTensor, out: &mut [f32]) {
+            args.write(out);
+        }
+        // SAFETY: the CPU supports AVX2, checked just above.
+        unsafe { write_avx2(&args, out) };
+        return true;
+    }
+    args.write(out);
+    true
+}
+
+struct BytesToTensor<'a> {
+    frame: &'a Frame<'a>,
+    order: ChannelOrder,
+    /// In tensor order.
+    sub: [f32; 3],
+    div: [f32; 3],
+    layout: TensorLayout,
+}
+
+impl BytesToTensor<'_> {
+    #[inline(always)]
+    fn write(&self, out: &mut [f32]) {
+        // The byte layout as constants, so that the widening loop vectorizes.
+        match self.frame.format {
+            PixelFormat::Rgb => self.write_as::<3, 0, 1, 2>(out),
+            PixelFormat::Bgr => self.write_as::<3, 2, 1, 0>(out),
+            PixelFormat::Rgba | PixelFormat::Rgbx => self.write_as::<4, 0, 1, 2>(out),
+            PixelFormat::Bgra | PixelFormat::Bgrx => self.write_as::<4, 2, 1, 0>(out),
+            PixelFormat::Xrgb | PixelFormat::Argb => self.write_as::<4, 1, 2, 3>(out),
+            PixelFormat::Xbgr | PixelFormat::Abgr => self.write_as::<4, 3, 2, 1>(out),
+            PixelFormat::I420 | PixelFormat::Nv12 | PixelFormat::Gray8 => {
+                unreachable!("write_tensor_from_bytes takes packed RGB formats only")
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn write_as<const BPP: usize, const R: usize, const G: usize, const B: usize>(
+        &self,
+        out: &mut [f32],
+    ) {
+        const CHUNK: usize = 256;
+        let (w, h) = (self.frame.width, self.frame.height);
+        let n = w * h;
+        let mut rgb = [0.0f32; 3 * CHUNK];
+        for y in 0..h {
+            let start = y * self.frame.strides[0];
+            let row = &self.frame.planes[0][start..start + w * BPP];
+            for x0 in (0..w).step_by(CHUNK) {
+                let x1 = (x0 + CHUNK).min(w);
+                let bytes = &row[x0 * BPP..x1 * BPP];
+                let rgb = &mut rgb[..3 * (x1 - x0)];
+                if (BPP, R, G, B) == (3, 0, 1, 2) {
+                    for (v, &byte) in rgb.iter_mut().zip(bytes) {
+                        *v = f32::from(byte);
+                    }
+                } else {
+                    for (v, p) in rgb.chunks_exact_mut(3).zip(bytes.chunks_exact(BPP)) {
+                        v[0] = f32::from(p[R]);
+                        v[1] = f32::from(p[G]);
+                        v[2] = f32::from(p[B]);
+                    }
+                }
+                let (a, b) = (y * w + x0, y * w + x1);
+                match self.layout {
+                    TensorLayout::Nchw => {
+                        let (c0, rest) = out.split_at_mut(n);
+                        let (c1, c2) = rest.split_at_mut(n);
+                        normalize_planar(
+                            rgb,
+                            self.order,
+                            self.sub,
+                            self.div,
+                            [&mut c0[a..b], &mut c1[a..b], &mut c2[a..b]],
+                        );
+                    }
+                    TensorLayout::Nhwc => normalize_interleaved(
+                        rgb,
+                        self.order,
+                        self.sub,
+                        self.div,
+                        &mut out[3 * a..3 * b],
+                    ),
+                }
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn write_tensor_impl(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
     let (sub, div): ([f32; 3], [f32; 3]) = match cfg.normalization {
@@ -3109,45 +3227,78 @@ fn write_tensor_impl(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
             ([m as f32; 3], [s as f32; 3])
         }
     };
-    // Tensor channel t takes image channel map[t].
-    let map: [usize; 3] = match cfg.channel_order {
-        ChannelOrder::Rgb => [0, 1, 2],
-        ChannelOrder::Bgr => [2, 1, 0],
-    };
-    let sub = [sub[map[0]], sub[map[1]], sub[map[2]]];
-    let div = [div[map[0]], div[map[1]], div[map[2]]];
+    let (sub, div) = tensor_order(cfg.channel_order, sub, div);
     match cfg.layout {
-        TensorLayout::Nhwc => {
-            for (o, p) in out.chunks_exact_mut(3).zip(image.chunks_exact(3)) {
-                o[0] = (p[map[0]] - sub[0]) / div[0];
-                o[1] = (p[map[1]] - sub[1]) / div[1];
-                o[2] = (p[map[2]] - sub[2]) / div[2];
-            }
-        }
+        TensorLayout::Nhwc => normalize_interleaved(image, cfg.channel_order, sub, div, out),
         TensorLayout::Nchw => {
             let n = image.len() / 3;
             let (c0, rest) = out.split_at_mut(n);
             let (c1, c2) = rest.split_at_mut(n);
-            // The channel map as constants (not indices) so that the loop vectorizes.
-            #[inline(always)]
-            fn planes<const BGR: bool>(
-                image: &[f32],
-                sub: [f32; 3],
-                div: [f32; 3],
-                [c0, c1, c2]: [&mut [f32]; 3],
-            ) {
-                let m = if BGR { [2, 1, 0] } else { [0, 1, 2] };
-                for (((p, a), b), c) in image.chunks_exact(3).zip(c0).zip(c1).zip(c2) {
-                    *a = (p[m[0]] - sub[0]) / div[0];
-                    *b = (p[m[1]] - sub[1]) / div[1];
-                    *c = (p[m[2]] - sub[2]) / div[2];
-                }
-            }
-            match cfg.channel_order {
-                ChannelOrder::Rgb => planes::<false>(image, sub, div, [c0, c1, c2]),
-                ChannelOrder::Bgr => planes::<true>(image, sub, div, [c0, c1, c2]),
-            }
+            normalize_planar(image, cfg.channel_order, sub, div, [c0, c1, c2]);
         }
+    }
+}
+
+/// Tensor channel t takes image channel map[t]: the subtrahends and divisors in tensor
+/// order.
+#[inline(always)]
+fn tensor_order(order: ChannelOrder, sub: [f32; 3], div: [f32; 3]) -> ([f32; 3], [f32; 3]) {
+    let map: [usize; 3] = match order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    (map.map(|c| sub[c]), map.map(|c| div[c]))
+}
+
+/// Interleaved RGB pixels (0..255) into interleaved tensor pixels; `sub` and `div` in
+/// tensor order.
+#[inline(always)]
+fn normalize_interleaved(
+    image: &[f32],
+    order: ChannelOrder,
+    sub: [f32; 3],
+    div: [f32; 3],
+    out: &mut [f32],
+) {
+    let map: [usize; 3] = match order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    for (o, p) in out.chunks_exact_mut(3).zip(image.chunks_exact(3)) {
+        o[0] = (p[map[0]] - sub[0]) / div[0];
+        o[1] = (p[map[1]] - sub[1]) / div[1];
+        o[2] = (p[map[2]] - sub[2]) / div[2];
+    }
+}
+
+/// Interleaved RGB pixels (0..255) into the three planes of the tensor; `sub` and `div` in
+/// tensor order.
+#[inline(always)]
+fn normalize_planar(
+    image: &[f32],
+    order: ChannelOrder,
+    sub: [f32; 3],
+    div: [f32; 3],
+    planes: [&mut [f32]; 3],
+) {
+    // The channel map as constants (not indices) so that the loop vectorizes.
+    #[inline(always)]
+    fn with_map<const BGR: bool>(
+        image: &[f32],
+        sub: [f32; 3],
+        div: [f32; 3],
+        [c0, c1, c2]: [&mut [f32]; 3],
+    ) {
+        let m = if BGR { [2, 1, 0] } else { [0, 1, 2] };
+        for (((p, a), b), c) in image.chunks_exact(3).zip(c0).zip(c1).zip(c2) {
+            *a = (p[m[0]] - sub[0]) / div[0];
+            *b = (p[m[1]] - sub[1]) / div[1];
+            *c = (p[m[2]] - sub[2]) / div[2];
+        }
+    }
+    match order {
+        ChannelOrder::Rgb => with_map::<false>(image, sub, div, planes),
+        ChannelOrder::Bgr => with_map::<true>(image, sub, div, planes),
     }
 }
 
@@ -3217,6 +3368,11 @@ impl Preprocessor {
     pub fn process(&mut self, frame: &Frame, out: &mut [f32]) -> Result<(), PreprocessError> {
         self.check(frame, out)?;
         let (w, h) = (self.config.width, self.config.height);
+        if (frame.width, frame.height) == (w, h)
+            && write_tensor_from_bytes(frame, &self.config, out)
+        {
+            return Ok(());
+        }
         let full = Region {
             x: 0,
             y: 0,
@@ -4025,6 +4181,57 @@ mod tests {
                     pp.process_rect(&frame, SourceRect::full(w, h), &mut out2)
                         .unwrap();
                     assert_eq!(out, out2);
+                }
+            }
+        }
+    }
+
+    /// Frames at the model's size in packed RGB formats go straight from their bytes to the
+    /// tensor (`write_tensor_from_bytes`); `process_rect` over the whole frame still takes
+    /// the two passes (identity resample, then `write_tensor`): the same bits for every
+    /// layout, channel order and non-statistical normalization, rows wider than the
+    /// widening chunk included.
+    #[test]
+    fn frames_at_the_models_size_go_from_bytes_to_the_tensor_bit_for_bit() {
+        let mut rng = Rng(23);
+        let fixed = Normalization::Fixed {
+            mean: [122.782, 117.001, 104.298],
+            std: [255.0, 58.4, 1.7],
+        };
+        for format in PixelFormat::ALL {
+            if format.rgb_offsets().is_none() {
+                continue;
+            }
+            for &(w, h) in &[(17, 9), (150, 150), (300, 2)] {
+                let tf = make_frame(format, w, h, 5, YuvColorimetry::default(), &mut rng);
+                let frame = tf.frame();
+                for layout in [TensorLayout::Nchw, TensorLayout::Nhwc] {
+                    for channel_order in [ChannelOrder::Rgb, ChannelOrder::Bgr] {
+                        for normalization in [Normalization::None, fixed] {
+                            let cfg = PreprocessConfig {
+                                layout,
+                                channel_order,
+                                normalization,
+                                ..none_config(w, h)
+                            };
+                            let mut pp = Preprocessor::new(cfg.clone()).unwrap();
+                            let mut direct = vec![f32::NAN; w * h * 3];
+                            assert!(write_tensor_from_bytes(&frame, &cfg, &mut direct));
+                            let mut fused = vec![f32::NAN; w * h * 3];
+                            pp.process(&frame, &mut fused).unwrap();
+                            let mut two_pass = vec![f32::NAN; w * h * 3];
+                            pp.process_rect(&frame, SourceRect::full(w, h), &mut two_pass)
+                                .unwrap();
+                            let bits =
+                                |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&direct),
+                                bits(&two_pass),
+                                "{format:?} {w}x{h} {layout:?} {channel_order:?} {normalization:?}"
+                            );
+                            assert_eq!(bits(&fused), bits(&two_pass));
+                        }
+                    }
                 }
             }
         }
