@@ -154,13 +154,18 @@ impl Report {
     }
 }
 
-/// Buffers counted so far and when the last one passed.
-type CountState = Mutex<(u64, Option<Instant>)>;
+/// Buffers counted so far, when the last one passed, and the count a waiter waits for.
+#[derive(Default)]
+struct CountState {
+    count: u64,
+    last: Option<Instant>,
+    target: u64,
+}
 
 /// Counts buffers reaching a pad and lets the caller wait for a count.
 #[derive(Clone, Default)]
 pub struct Counter {
-    inner: Arc<(CountState, Condvar)>,
+    inner: Arc<(Mutex<CountState>, Condvar)>,
 }
 
 impl Counter {
@@ -171,16 +176,21 @@ impl Counter {
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             let (lock, cv) = &*c2.inner;
             let mut g = lock.lock().unwrap();
-            g.0 += 1;
-            g.1 = Some(Instant::now());
-            cv.notify_all();
+            g.count += 1;
+            g.last = Some(Instant::now());
+            // Only the buffer a waiter waits for wakes it: a wake-up per frame would put
+            // the waiting thread on a core between every two frames, time charged to the
+            // pipeline under test.
+            if g.count == g.target {
+                cv.notify_all();
+            }
             gst::PadProbeReturn::Ok
         });
         c
     }
 
     pub fn count(&self) -> u64 {
-        self.inner.0.lock().unwrap().0
+        self.inner.0.lock().unwrap().count
     }
 
     /// Waits until `target` buffers have passed; returns the time the last one passed.
@@ -188,16 +198,17 @@ impl Counter {
         let (lock, cv) = &*self.inner;
         let deadline = Instant::now() + timeout;
         let mut g = lock.lock().unwrap();
-        while g.0 < target {
+        g.target = target;
+        while g.count < target {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
                 "timed out waiting for buffer {target} (got {})",
-                g.0
+                g.count
             );
             g = cv.wait_timeout(g, left).unwrap().0;
         }
-        g.1.unwrap()
+        g.last.unwrap()
     }
 }
 
