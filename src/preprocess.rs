@@ -3239,14 +3239,19 @@ fn write_tensor_impl(image: &[f32], cfg: &PreprocessConfig, out: &mut [f32]) {
     }
 }
 
-/// Tensor channel t takes image channel map[t]: the subtrahends and divisors in tensor
-/// order.
+/// Tensor channel t takes image (RGB) channel `channel_map(order)[t]`.
 #[inline(always)]
-fn tensor_order(order: ChannelOrder, sub: [f32; 3], div: [f32; 3]) -> ([f32; 3], [f32; 3]) {
-    let map: [usize; 3] = match order {
+fn channel_map(order: ChannelOrder) -> [usize; 3] {
+    match order {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
-    };
+    }
+}
+
+/// The subtrahends and divisors of the image channels in tensor order.
+#[inline(always)]
+fn tensor_order(order: ChannelOrder, sub: [f32; 3], div: [f32; 3]) -> ([f32; 3], [f32; 3]) {
+    let map = channel_map(order);
     (map.map(|c| sub[c]), map.map(|c| div[c]))
 }
 
@@ -3260,10 +3265,7 @@ fn normalize_interleaved(
     div: [f32; 3],
     out: &mut [f32],
 ) {
-    let map: [usize; 3] = match order {
-        ChannelOrder::Rgb => [0, 1, 2],
-        ChannelOrder::Bgr => [2, 1, 0],
-    };
+    let map = channel_map(order);
     for (o, p) in out.chunks_exact_mut(3).zip(image.chunks_exact(3)) {
         o[0] = (p[map[0]] - sub[0]) / div[0];
         o[1] = (p[map[1]] - sub[1]) / div[1];
