@@ -1,8 +1,9 @@
 //! Bench 2, pre-processing: `Preprocessor::process` of a whole 1920x1080 frame (NV12, I420,
 //! RGB, BGRx) into a 160x160 prewhitened NCHW tensor, and `process_affine` of one 200x200
-//! face region of a 1080p NV12 frame into 150x150. Single thread (the bench's own). The
-//! same-run baseline is a memcpy of the frame's bytes (what merely touching the frame
-//! costs on this machine).
+//! face region of a 1080p NV12 frame into 150x150, and a frame already at the model's size
+//! (150x150 RGB, fixed normalization) with warm and with cold caches. Single thread (the
+//! bench's own). The same-run baseline is a memcpy of the frame's bytes (what merely
+//! touching the frame costs on this machine).
 //!
 //! `cargo bench --bench preprocess`
 
@@ -256,5 +257,67 @@ fn main() {
             fmt_us(max(v)),
         ));
     }
+    model_size(&mut report, iters);
     report.finish();
+}
+
+/// A frame already at the model's size (what bench 1 feeds the element): `process` writes
+/// the tensor from the bytes through a row buffer; `process_rect` over the whole frame takes
+/// the two passes through the f32 image (the same bits). Cold: 32 MB written before each
+/// call evicts the caches, as the model run before it does in a pipeline.
+fn model_size(report: &mut Report, iters: usize) {
+    const SIDE: usize = 150;
+    report.line("");
+    report.line("### A frame at the model's size: 150x150 RGB -> fixed normalization, NCHW (as the dlib ResNet takes it)");
+    report.line("");
+    report.line("`process` (bytes straight to the tensor through an L1-sized row buffer) against `process_rect` over the whole frame (the identity resample into the f32 image, then the tensor: the same bits), alternated; cold = 32 MB written before each call, evicting the caches as a model run does.");
+    report.line("");
+    report.line("| caches | `process` (median) | two passes (median) | two passes / `process` (median of pairs) |");
+    report.line("|---|---|---|---|");
+    let rgb = texture(SIDE * SIDE * 3, 11);
+    let frame = Frame::packed(PixelFormat::Rgb, SIDE, SIDE, &rgb, SIDE * 3);
+    let mut cfg = PreprocessConfig::new(SIDE, SIDE);
+    cfg.normalization = Normalization::Fixed {
+        mean: [122.782, 117.001, 104.298],
+        std: [255.0; 3],
+    };
+    let mut pre = Preprocessor::new(cfg).unwrap();
+    let mut out = vec![0.0f32; 3 * SIDE * SIDE];
+    let mut evict = vec![0u8; 32 << 20];
+    for cold in [false, true] {
+        let (mut direct, mut two_pass) = (Vec::new(), Vec::new());
+        for it in 0..iters + 20 {
+            for k in 0..2 {
+                if cold {
+                    for b in evict.iter_mut().step_by(64) {
+                        *b = b.wrapping_add(1);
+                    }
+                }
+                std::hint::black_box(&evict);
+                let d = if (it + k) % 2 == 0 {
+                    time(|| pre.process(&frame, &mut out).unwrap())
+                } else {
+                    time(|| {
+                        pre.process_rect(&frame, SourceRect::full(SIDE, SIDE), &mut out)
+                            .unwrap()
+                    })
+                };
+                std::hint::black_box(&out);
+                if it >= 20 {
+                    if (it + k) % 2 == 0 {
+                        direct.push(d);
+                    } else {
+                        two_pass.push(d);
+                    }
+                }
+            }
+        }
+        let (ratio, q1, q3) = paired_quartiles(&two_pass, &direct);
+        report.line(&format!(
+            "| {} | **{}** | {} | {ratio:.2}x (q1..q3 {q1:.2}..{q3:.2}) |",
+            if cold { "cold" } else { "warm" },
+            fmt_us(median(&direct)),
+            fmt_us(median(&two_pass)),
+        ));
+    }
 }
