@@ -3022,6 +3022,13 @@ fn prewhiten_sum16(values: &[f32], f: impl Fn(f32) -> f64) -> f64 {
         }
     }
     let tail: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    combine16(acc, tail)
+}
+
+/// The sixteen partial sums of [`prewhiten_sum16`] and [`sum16_avx2`] combined pairwise
+/// (eight, four, two, one), then the tail: one order for both, so one result.
+#[inline(always)]
+fn combine16(mut acc: [f64; 16], tail: f64) -> f64 {
     let mut width = 8;
     while width > 0 {
         for k in 0..width {
@@ -3072,14 +3079,7 @@ unsafe fn sum16_avx2<const SQUARES: bool>(values: &[f32], mean: f64) -> f64 {
             }
         })
         .sum();
-    let mut width = 8;
-    while width > 0 {
-        for k in 0..width {
-            lanes[k] += lanes[k + width];
-        }
-        width /= 2;
-    }
-    lanes[0] + tail
+    combine16(lanes, tail)
 }
 
 /// Normalizes an interleaved RGB image (0..255) and writes it in the configured layout.
