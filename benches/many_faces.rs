@@ -243,7 +243,7 @@ fn main() {
             let (gain, glo, ghi) = paired_quartiles(&c, &d);
             let (par, plo, phi) = paired_quartiles(&c, &e);
             if n == 8 {
-                eight.push((threads, vs_bare, vs_singles.clone(), par));
+                eight.push((threads, vs_bare, vs_singles.clone(), par, gain));
             }
             report.line(&format!(
                 "| {threads} | {n} | {frames} x {n_rounds} | {} | {} | {} | {} | {} | **{vs_bare:.2}x** ({lo:.2}..{hi:.2}) | {par:.2}x ({plo:.2}..{phi:.2}) | {vs_singles} | {gain:.2}x ({glo:.2}..{ghi:.2}) |",
@@ -256,10 +256,18 @@ fn main() {
         }
     }
     report.line("");
-    for (threads, vs_bare, vs_singles, par) in eight {
+    for (threads, vs_bare, vs_singles, par, gain) in eight {
+        // Against bare runs on ready tensors the element cannot beat ONNX Runtime's own
+        // batching gain: its faces still have to be prepared.
+        let verdict = if vs_bare.max(par) >= 1.15 {
+            "met".to_string()
+        } else if gain < 1.15 {
+            format!("**missed**, out of reach with {threads} thread(s): the ceiling, the bare batching gain, is {gain:.2}x")
+        } else {
+            "**missed**".to_string()
+        };
         report.line(&format!(
-            "8 faces per frame, {threads} thread(s): element (batched) vs bare n x batch 1: **{vs_bare:.2}x** (goal >= 1.15x: {}); with `n-threads=2`: {par:.2}x; vs the element's own single runs: {vs_singles}.",
-            if vs_bare.max(par) >= 1.15 { "met" } else { "**missed**" }
+            "8 faces per frame, {threads} thread(s): element (batched) vs bare n x batch 1: **{vs_bare:.2}x** (goal >= 1.15x: {verdict}); with `n-threads=2`: {par:.2}x; vs the element's own single runs: {vs_singles}.",
         ));
     }
     report.finish();

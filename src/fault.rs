@@ -1,6 +1,6 @@
 //! Faults that tests inject (cargo feature `fault-injection`, never in a release build):
-//! an execution provider failing mid-stream, a panic in element code, a disk filling up
-//! under the results file. Each fault is armed with the number of occasions to let pass
+//! an execution provider failing mid-stream, a panic in element code or on a
+//! pre-processing thread, a disk filling up under the results file. Each fault is armed with the number of occasions to let pass
 //! before it fires; once fired it keeps firing until [`disarm_all`].
 
 use std::io::Write;
@@ -16,9 +16,12 @@ pub enum Fault {
     PanicInReload,
     /// A write to faceidentify's results file fails with "no space left on device".
     DiskFull,
+    /// A `facenet` pre-processing thread (`n-threads > 1`) panics while preparing its
+    /// share of a frame's faces.
+    PanicInCropThread,
 }
 
-const FAULTS: usize = 4;
+const FAULTS: usize = 5;
 const DISARMED: i64 = -1;
 static COUNTDOWNS: [AtomicI64; FAULTS] = [const { AtomicI64::new(DISARMED) }; FAULTS];
 

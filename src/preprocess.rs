@@ -224,7 +224,9 @@
 use std::fmt;
 
 mod affine;
+mod batch;
 pub use affine::AffineTransform;
+pub use batch::CropThreads;
 
 /// Largest accepted width / height (in source pixels) of a [`SourceRect`]; bounds the work
 /// done per call.

@@ -2,7 +2,8 @@
 //! allocator (this test binary only) counts the allocations this thread makes while
 //! frames go through `Preprocessor::process` (1080p NV12, I420, RGB, BGRx, GRAY8; stretch,
 //! pad, crop; prewhiten and fixed normalization), `process_rect`, `process_affine` (face
-//! alignment, rotated), the detector's legacy resize, `ssd_detections` (NMS) and
+//! alignment, rotated), a frame's faces spread over helper threads
+//! (`process_affine_batch`), the detector's legacy resize, `ssd_detections` (NMS) and
 //! `l2_normalize`, after one warm-up frame of each.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -11,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gstfacenet::detection::{ssd_detections, Detection, NmsParams, NmsScratch};
 use gstfacenet::preprocess::{
-    AffineTransform, Aspect, Frame, Normalization, PixelFormat, PreprocessConfig, Preprocessor,
-    SourceRect, YuvColorimetry, YuvMatrix,
+    AffineTransform, Aspect, CropThreads, Frame, Normalization, PixelFormat, PreprocessConfig,
+    Preprocessor, SourceRect, YuvColorimetry, YuvMatrix,
 };
 
 struct Counting;
@@ -168,6 +169,58 @@ fn steady_state_preprocessing_allocates_nothing() {
             );
             assert!(out.iter().all(|v| v.is_finite()));
         }
+    }
+}
+
+/// `n-threads > 1`: a frame's faces spread over helper threads that outlive the frame
+/// (`CropThreads`): handing them their shares and waiting for them allocates nothing on
+/// the streaming thread (scoped threads spawned per frame allocated a handle, a result
+/// slot and the closure each time); the helpers run the `process_affine` shown above to
+/// allocate nothing.
+#[test]
+fn steady_state_batches_over_helper_threads_allocate_nothing() {
+    let (data, strides) = planes(PixelFormat::Nv12);
+    let frame = frame(PixelFormat::Nv12, &data, strides);
+    let mut pre = Preprocessor::new(config(
+        Aspect::Stretch,
+        Normalization::Fixed {
+            mean: [122.782, 117.001, 104.298],
+            std: [255.0; 3],
+        },
+        150,
+    ))
+    .unwrap();
+    let faces: Vec<AffineTransform> = (0..8)
+        .map(|i| {
+            let (x, y) = (100.0 + 200.0 * i as f64, 300.0 + 50.0 * (i % 3) as f64);
+            AffineTransform::similarity_from_points(
+                &[[30.0, 50.0], [120.0, 40.0], [75.0, 140.0]],
+                &[
+                    [x, y],
+                    [x + 110.0, y + 10.0 * i as f64],
+                    [x + 30.0, y + 140.0],
+                ],
+            )
+            .expect("a similarity")
+        })
+        .collect();
+    let mut out = vec![0.0f32; faces.len() * pre.config().tensor_len()];
+    for helpers in [1, 3] {
+        let mut threads = CropThreads::new();
+        threads.ensure(helpers, &pre).unwrap();
+        pre.process_affine_batch(&threads, &frame, &faces, &mut out)
+            .unwrap();
+        let n = allocations_in(|| {
+            for _ in 0..5 {
+                pre.process_affine_batch(&threads, &frame, &faces, &mut out)
+                    .unwrap();
+            }
+        });
+        assert_eq!(
+            n, 0,
+            "{helpers} helper threads: {n} allocations in steady state"
+        );
+        assert!(out.iter().all(|v| v.is_finite()));
     }
 }
 

@@ -100,6 +100,48 @@ fn a_panic_in_element_code_is_an_error_on_the_bus() {
     );
 }
 
+/// `n-threads=2`: a panic on the thread preparing part of a frame's faces reaches the
+/// streaming thread (the frame's other share done first: the thread never outlives the
+/// frame it borrows), and so the bus, as any panic in element code: no hang, no crash;
+/// the next pipeline's threads work.
+#[test]
+fn a_panic_on_a_preprocessing_thread_is_an_error_on_the_bus() {
+    common::init();
+    let _serial = serial();
+    let description = format!(
+        "filesrc location={} ! jpegdec ! videoconvert ! video/x-raw,format=RGB ! \
+         imagefreeze num-buffers=4 ! facedetect model-location={} landmark-model-location={} ! \
+         facenet model-location={} inference-region=roi-list n-threads=2 post-messages=true ! \
+         fakesink",
+        common::sample_photo("sample5.jpg").display(),
+        common::model("faceapi_ssd_mobilenetv1.onnx"),
+        common::model("faceapi_landmark68.onnx"),
+        common::model("faceapi_resnet128.onnx"),
+    );
+    // The helper thread's share of the first frame passes, the second's panics.
+    fault::arm(Fault::PanicInCropThread, 1);
+    let messages = common::run_pipeline(&description);
+    fault::disarm_all();
+    let errors = common::errors(&messages);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("Panicked")
+            && errors[0].contains("injected fault: a pre-processing thread panicked"),
+        "{errors:?}"
+    );
+    // A message per face: the five faces of the photo, of the first frame only; then of
+    // all four frames.
+    assert_eq!(
+        common::embedding_messages(&messages).len(),
+        5,
+        "the first frame's"
+    );
+    assert_eq!(
+        common::embedding_messages(&common::run_pipeline(&description)).len(),
+        4 * 5
+    );
+}
+
 #[test]
 fn a_panic_on_the_model_loader_thread_is_an_error_on_the_bus() {
     common::init();

@@ -16,7 +16,7 @@ use crate::backend::{self, FaceModel, ModelHints, NormalizationKind};
 use crate::inference::{self, EpSettings, InputFormat, LoadFailure, ReloadGeneration};
 use crate::meta::EmbeddingMeta;
 use crate::meta::{FaceDetectionParam, ROI_EMBEDDING_PARAM};
-use crate::preprocess::{self, AffineTransform, PreprocessConfig, Preprocessor};
+use crate::preprocess::{self, AffineTransform, CropThreads, PreprocessConfig, Preprocessor};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -314,9 +314,10 @@ struct State {
     faces: Vec<RoiFace>,
     /// The retained faces' transforms, in batch order.
     transforms: Vec<AffineTransform>,
-    /// Region mode: copies of `preprocessor` that prepare a frame's faces on helper
-    /// threads (`n-threads`; created on the first frame that needs them).
-    helpers: Vec<Preprocessor>,
+    /// Region mode: threads with copies of `preprocessor` that prepare a frame's faces
+    /// beside the streaming thread (`n-threads`; started on the first frame with faces,
+    /// stopped with the state).
+    helpers: CropThreads,
 }
 
 /// A region of interest picked for embedding.
@@ -1206,7 +1207,7 @@ impl FaceNet {
             alignment,
             faces: Vec::new(),
             transforms: Vec::new(),
-            helpers: Vec::new(),
+            helpers: CropThreads::new(),
         })
     }
 
@@ -1298,12 +1299,26 @@ impl FaceNet {
         state
             .transforms
             .extend(state.faces.iter().filter_map(|f| f.transform));
-        let workers = n_threads.min(n);
-        while state.helpers.len() + 1 < workers {
-            let helper = state.preprocessor.clone();
-            state.helpers.push(helper);
+        // Threads only as a frame's faces need them (n-threads can be large), kept for
+        // the next frames; fewer if n-threads was lowered while playing.
+        state.helpers.truncate(n_threads.saturating_sub(1));
+        if let Err(e) = state
+            .helpers
+            .ensure(n_threads.min(n).saturating_sub(1), &state.preprocessor)
+        {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Failed,
+                (
+                    "cannot start the n-threads={} pre-processing threads: {}",
+                    n_threads,
+                    e
+                ),
+                ["Lower n-threads (1 prepares the faces on the streaming thread)."]
+            );
+            return Err(gst::FlowError::Error);
         }
-        let helpers = &mut state.helpers[..workers - 1];
+        let helpers = &state.helpers;
         let preprocessor = &mut state.preprocessor;
         let tensor = &mut state.tensor;
         let transforms = &state.transforms;

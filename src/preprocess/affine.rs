@@ -855,78 +855,6 @@ unsafe fn bilinear_pairs_avx2(
 }
 
 impl Preprocessor {
-    /// [`process_affine`](Self::process_affine) of each transform into consecutive
-    /// tensors of `out` (`len == transforms.len() · tensor_len()`: a batch), spread over
-    /// this preprocessor (on the calling thread) and `helpers` (one scoped thread each,
-    /// contiguous runs of faces; each brings its own scratch space, so the results are
-    /// bit-identical to a serial loop). The helpers must share this one's configuration.
-    /// A batch of one face, or no helpers, runs on the calling thread alone.
-    ///
-    /// Stops at the first error (which run's error is reported when several fail is
-    /// unspecified); the tensors of the other faces are then unspecified.
-    pub fn process_affine_batch(
-        &mut self,
-        helpers: &mut [Preprocessor],
-        frame: &Frame,
-        transforms: &[AffineTransform],
-        out: &mut [f32],
-    ) -> Result<(), PreprocessError> {
-        let per_image = self.config.tensor_len();
-        let expected = per_image * transforms.len();
-        if out.len() != expected {
-            return Err(PreprocessError::BufferLength {
-                what: "output batch",
-                expected,
-                actual: out.len(),
-            });
-        }
-        if let Some(h) = helpers.iter().find(|h| h.config != self.config) {
-            return Err(PreprocessError::InvalidConfig(format!(
-                "batch helpers must share the configuration {:?}, got {:?}",
-                self.config, h.config
-            )));
-        }
-        let workers = (1 + helpers.len()).min(transforms.len());
-        if workers <= 1 {
-            for (t, o) in transforms.iter().zip(out.chunks_exact_mut(per_image)) {
-                self.process_affine(frame, t, o)?;
-            }
-            return Ok(());
-        }
-        let per_worker = transforms.len().div_ceil(workers);
-        let mut runs = transforms
-            .chunks(per_worker)
-            .zip(out.chunks_mut(per_worker * per_image));
-        let (own_ts, own_out) = runs.next().expect("at least one face");
-        std::thread::scope(|scope| {
-            let threads: Vec<_> = runs
-                .zip(helpers.iter_mut())
-                .map(|((ts, o), helper)| {
-                    scope.spawn(move || {
-                        for (t, o) in ts.iter().zip(o.chunks_exact_mut(per_image)) {
-                            helper.process_affine(frame, t, o)?;
-                        }
-                        Ok::<(), PreprocessError>(())
-                    })
-                })
-                .collect();
-            let mut result = Ok(());
-            for (t, o) in own_ts.iter().zip(own_out.chunks_exact_mut(per_image)) {
-                result = self.process_affine(frame, t, o);
-                if result.is_err() {
-                    break;
-                }
-            }
-            for thread in threads {
-                let r = thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                result = result.and(r);
-            }
-            result
-        })
-    }
-
     /// Writes the image `out(x, y) = frame(T(x, y))` (`T`: output → source, see
     /// [`AffineTransform`]) into `out` (`len == tensor_len()`), normalized and laid out like
     /// [`process`](Self::process), ignoring [`Aspect`](super::Aspect). The sampling kernel
@@ -1227,7 +1155,7 @@ mod tests {
     use super::super::tests::{
         make_frame, naive_pixel, none_config, reduced_reference, Rng, TestFrame,
     };
-    use super::super::{PixelFormat, PreprocessConfig, SourceRect, YuvColorimetry};
+    use super::super::{CropThreads, PixelFormat, PreprocessConfig, SourceRect, YuvColorimetry};
     use super::*;
 
     const TOL: f64 = 1e-3;
@@ -2011,34 +1939,52 @@ mod tests {
         for (t, o) in transforms.iter().zip(serial.chunks_exact_mut(per)) {
             pp.process_affine(&frame, t, o).unwrap();
         }
-        for helpers in [0, 1, 2, 3, 9] {
-            let mut helpers: Vec<_> = (0..helpers)
-                .map(|_| Preprocessor::new(cfg.clone()).unwrap())
-                .collect();
-            let mut batch = vec![f32::NAN; serial.len()];
-            pp.process_affine_batch(&mut helpers, &frame, &transforms, &mut batch)
-                .unwrap();
-            assert_eq!(
-                batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                serial.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "{} helpers",
-                helpers.len()
-            );
+        let mut threads = CropThreads::new();
+        // Grown, shrunk and grown again: each count's threads give the serial bits.
+        for helpers in [0, 1, 2, 3, 9, 1, 2] {
+            threads.truncate(helpers);
+            threads.ensure(helpers, &pp).unwrap();
+            assert_eq!(threads.len(), helpers);
+            for _ in 0..2 {
+                let mut batch = vec![f32::NAN; serial.len()];
+                pp.process_affine_batch(&threads, &frame, &transforms, &mut batch)
+                    .unwrap();
+                assert_eq!(
+                    batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    serial.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{helpers} helpers"
+                );
+            }
         }
-        // Errors: a wrong batch length, a helper with another configuration, a singular
-        // transform handled on a helper thread.
-        let mut helpers = vec![Preprocessor::new(cfg.clone()).unwrap()];
+        // Errors: a wrong batch length, helpers with another configuration, a singular
+        // transform handled on a helper thread (the batch still returns, every thread
+        // done with it, and the threads serve the next batch).
+        threads.ensure(1, &pp).unwrap();
         let mut short = vec![0.0f32; per * 6];
         assert!(matches!(
-            pp.process_affine_batch(&mut helpers, &frame, &transforms, &mut short),
+            pp.process_affine_batch(&threads, &frame, &transforms, &mut short),
             Err(PreprocessError::BufferLength { .. })
         ));
-        let mut other = vec![Preprocessor::new(PreprocessConfig::new(40, 48)).unwrap()];
+        let mut other = CropThreads::new();
+        other
+            .ensure(
+                1,
+                &Preprocessor::new(PreprocessConfig::new(40, 48)).unwrap(),
+            )
+            .unwrap();
         let mut batch = vec![0.0f32; serial.len()];
         assert!(matches!(
-            pp.process_affine_batch(&mut other, &frame, &transforms, &mut batch),
+            pp.process_affine_batch(&other, &frame, &transforms, &mut batch),
             Err(PreprocessError::InvalidConfig(_))
         ));
+        // Re-configured by ensure: the same threads count, this configuration.
+        other.ensure(1, &pp).unwrap();
+        pp.process_affine_batch(&other, &frame, &transforms, &mut batch)
+            .unwrap();
+        assert_eq!(
+            batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            serial.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         let mut bad = transforms.clone();
         bad[6] = AffineTransform {
             a: 0.0,
@@ -2046,8 +1992,14 @@ mod tests {
             ..transforms[6]
         };
         assert!(pp
-            .process_affine_batch(&mut helpers, &frame, &bad, &mut batch)
+            .process_affine_batch(&threads, &frame, &bad, &mut batch)
             .is_err());
+        pp.process_affine_batch(&threads, &frame, &transforms, &mut batch)
+            .unwrap();
+        assert_eq!(
+            batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            serial.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 
     #[test]
