@@ -134,7 +134,7 @@ if wants python; then
     log "== python (scripts/bench_python.py)"
     t=$(date +%s)
     frames=$(awk -v s="$GST_FACENET_BENCH_SCALE" 'BEGIN { f = int(60 * s + 0.5); print (f < 12 ? 12 : f) }')
-    rounds=$(awk -v s="$GST_FACENET_BENCH_SCALE" 'BEGIN { r = int(5 * s + 0.5); print (r < 3 ? 3 : r) }')
+    rounds=$(awk -v s="$GST_FACENET_BENCH_SCALE" 'BEGIN { r = int(11 * s + 0.5); print (r < 3 ? 3 : r) }')
     "$PYTHON" scripts/bench_python.py --frames "$frames" --rounds "$rounds" --threads 1,2 --markdown "$RESULTS"
     log "   python took $(( $(date +%s) - t )) s"
 fi

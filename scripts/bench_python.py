@@ -30,7 +30,7 @@ Throughput of a round = frames completed after the first 2 / time between the 2n
 last completion (so model loading, pipeline start and the first runs are not counted).
 
 Usage (scripts/bench.sh sets the environment):
-    .venv/bin/python scripts/bench_python.py [--frames 60] [--rounds 5] [--threads 1,2]
+    .venv/bin/python scripts/bench_python.py [--frames 60] [--rounds 11] [--threads 1,2]
         [--model models/out/inception_resnet_v1_128.onnx] [--markdown OUT.md]
 """
 
@@ -380,7 +380,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--worker", choices=["app", "element-i420", "element-rgb", "element-i420-queue", "model"])
     p.add_argument("--frames", type=int, default=60)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=11)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=720)
