@@ -70,6 +70,10 @@ pub struct Gallery {
     owner: Vec<usize>,
     vectors: Array2<f32>,
     squared_norms: Array1<f32>,
+    /// Each row scaled to length 1 (its length taken in f64), zero rows left zero: cosine
+    /// distances from unit vectors stay exact to rounding for embeddings of any magnitude
+    /// (f32 squared lengths and dot products of tiny ones are subnormal, off by percents).
+    unit_vectors: Array2<f32>,
 }
 
 /// The identification of one face.
@@ -81,6 +85,13 @@ pub struct Match {
     pub distance: f32,
     /// Whether the label is a gallery entry (distance within the threshold).
     pub known: bool,
+}
+
+/// `1 / length` of a vector, its length taken in f64 (no f32 underflow or overflow of the
+/// squares); `None` for a zero (or non-finite) length.
+fn unit_scale<'v>(values: impl Iterator<Item = &'v f32>) -> Option<f64> {
+    let length = values.map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    (length > 0.0 && length.is_finite()).then(|| 1.0 / length)
 }
 
 impl Gallery {
@@ -159,6 +170,12 @@ impl Gallery {
                 labels[person]
             ));
         }
+        let mut unit_vectors = vectors.clone();
+        for mut row in unit_vectors.rows_mut() {
+            if let Some(unit) = unit_scale(row.iter()) {
+                row.mapv_inplace(|v| (f64::from(v) * unit) as f32);
+            }
+        }
         Ok(Gallery {
             model: file.model,
             l2_normalized: file.l2_normalized,
@@ -166,6 +183,7 @@ impl Gallery {
             owner,
             vectors,
             squared_norms,
+            unit_vectors,
         })
     }
 
@@ -183,10 +201,10 @@ impl Gallery {
 
     /// Distance from `query` to every gallery embedding.
     fn distances(&self, query: ArrayView1<f32>, metric: Metric) -> Array1<f32> {
-        let dots = self.vectors.dot(&query);
-        let qq = query.dot(&query);
         match metric {
             Metric::Euclidean => {
+                let dots = self.vectors.dot(&query);
+                let qq = query.dot(&query);
                 // |g - q|^2 = |g|^2 - 2 g.q + |q|^2, clamped against rounding below zero.
                 // NaN (inf − inf, from a query too large for f32) is no match, not 0.
                 (&self.squared_norms - &(2.0 * &dots) + qq).mapv(|d| {
@@ -198,17 +216,18 @@ impl Gallery {
                 })
             }
             Metric::Cosine => {
-                let qn = qq.sqrt();
-                ndarray::Zip::from(&dots)
-                    .and(&self.squared_norms)
-                    .map_collect(|&dot, &gg| {
-                        let denom = gg.sqrt() * qn;
-                        if denom > 0.0 {
-                            1.0 - dot / denom
-                        } else {
-                            1.0
-                        }
-                    })
+                // 1 − cos from unit vectors. A zero query or embedding gives cos 0, so
+                // distance 1 (no match at any threshold below 1); a non-finite query,
+                // NaN (never a match).
+                let unit_query = if query.iter().any(|v| !v.is_finite()) {
+                    Array1::from_elem(query.len(), f32::NAN)
+                } else {
+                    match unit_scale(query.iter()) {
+                        Some(unit) => query.mapv(|v| (f64::from(v) * unit) as f32),
+                        None => Array1::zeros(query.len()),
+                    }
+                };
+                self.unit_vectors.dot(&unit_query).mapv(|cos| 1.0 - cos)
             }
         }
     }
@@ -413,6 +432,31 @@ mod tests {
         let m = g.identify(&[&[2.0, 0.1]], Metric::Cosine, 0.1, false);
         assert_eq!(m[0].label, "bob");
         assert!(m[0].distance < 0.01);
+    }
+
+    /// Found by the gallery fuzzer: an embedding of tiny values (its f32 squared length
+    /// and dot products subnormal) had a cosine distance of -0.008 to itself.
+    #[test]
+    fn cosine_holds_for_tiny_and_zero_vectors() {
+        let g = Gallery::from_json(
+            r#"{"format":"gst-facenet-gallery","version":1,"model":"m","dimension":2,
+                "people":[{"label":"tiny","embeddings":[[-1e-22,-1e-40]]},
+                          {"label":"zero","embeddings":[[0.0,0.0]]}]}"#,
+        )
+        .unwrap();
+        let same: &[f32] = &[-1e-22, -1e-40];
+        let opposite: &[f32] = &[3e-30, 0.0];
+        let m = g.identify(&[same, opposite, &[0.0, 0.0]], Metric::Cosine, 0.5, false);
+        assert_eq!(m[0].label, "tiny");
+        assert!(m[0].distance.abs() < 1e-6, "{}", m[0].distance);
+        assert!(
+            !m[1].known && (m[1].distance - 1.0).abs() < 1e-6,
+            "{:?}",
+            m[1]
+        );
+        assert!(!m[2].known && m[2].distance == 1.0, "{:?}", m[2]);
+        let nan = g.identify(&[&[f32::NAN, 1.0]], Metric::Cosine, 1e30, false);
+        assert!(!nan[0].known, "{:?}", nan[0]);
     }
 
     #[test]
