@@ -4,7 +4,7 @@
 
 use super::{
     convert_row, row_layout, set_len, write_tensor, Frame, PreprocessError, Preprocessor, Region,
-    RowLayout, SourceRect, YuvCoeffs,
+    RowLayout, RowOut, SourceRect, YuvCoeffs,
 };
 
 /// Maps output pixel coordinates (x, y) (pixel centres at `i + 0.5`) to source coordinates:
@@ -588,7 +588,8 @@ fn sample_footprint<const AVX2: bool>(k: &Kernel, sb: &SrcBox, cx: f64, cy: f64)
 /// p10 + tx·(p11 − p10)`, `top + ty·(bottom − top)`. The AVX2 build performs the same
 /// operations two pixels at a time (no gathers: on current Intel cores a gather costs
 /// more than the loads it replaces): bit-identical. Writes the first `n` of the eight
-/// pixels (R, G, B) to `row` (an interleaved output row) from pixel `x0` on.
+/// pixels to `row` (interleaved R, G, B pixels, or normalized tensor planes) from pixel
+/// `x0` on.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn bilinear_block<const AVX2: bool, const AVX512: bool>(
@@ -599,7 +600,7 @@ fn bilinear_block<const AVX2: bool, const AVX512: bool>(
     origin: [f64; 2],
     x0: usize,
     n: usize,
-    row: &mut [f32],
+    row: &mut RowOut,
 ) {
     let mut index = [0i32; 8];
     let (mut tx, mut ty) = ([0.0f32; 8], [0.0f32; 8]);
@@ -633,7 +634,13 @@ fn bilinear_block<const AVX2: bool, const AVX512: bool>(
                     &mut ty,
                 );
             }
-            bilinear_pairs_avx2(grid, stride, &index, &tx, &ty, &mut row[x0 * 3..], n)
+            let quads = bilinear_pairs_avx2(grid, stride, &index, &tx, &ty);
+            match row {
+                RowOut::Pixels(row, _) => store_quads_avx2(quads, &mut row[x0 * 3..], n),
+                RowOut::Planes(rows, p) => {
+                    super::store_planes_avx2(super::transpose_quads_avx2(quads), rows, x0, n, p)
+                }
+            }
         };
         return;
     }
@@ -666,8 +673,19 @@ fn bilinear_block<const AVX2: bool, const AVX512: bool>(
             pl[c] = top + ty[l] * (bottom - top);
         }
     }
-    for (o, p) in row[x0 * 3..(x0 + n) * 3].chunks_exact_mut(3).zip(&px) {
-        o.copy_from_slice(&p[..3]);
+    match row {
+        RowOut::Pixels(row, _) => {
+            for (o, p) in row[x0 * 3..(x0 + n) * 3].chunks_exact_mut(3).zip(&px) {
+                o.copy_from_slice(&p[..3]);
+            }
+        }
+        RowOut::Planes(rows, norm) => {
+            for (c, plane_row) in rows.iter_mut().enumerate() {
+                for (o, p) in plane_row[x0..x0 + n].iter_mut().zip(&px) {
+                    *o = norm.normalize(c, p[c]);
+                }
+            }
+        }
     }
 }
 
@@ -789,9 +807,8 @@ unsafe fn bilinear_coords_avx512(
 
 /// [`bilinear_block`]'s interpolation, two pixels per register: each pixel's `p00 p01`
 /// and `p10 p11` are one unaligned 32-byte load each, split into halves across the pair.
-/// Pixel `l < n` goes to `out[3l..3l + 3]` as one 16-byte store (its fourth float lands
-/// on the next pixel's R, which that pixel's store overwrites next) where `out` has room,
-/// else as three floats.
+/// Register `k` holds pixels `k` and `k + 4` as `R, G, B, 0` quads (the layout
+/// [`transpose_quads_avx2`](super::transpose_quads_avx2) takes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -801,55 +818,66 @@ unsafe fn bilinear_pairs_avx2(
     index: &[i32; 8],
     tx: &[f32; 8],
     ty: &[f32; 8],
-    out: &mut [f32],
-    n: usize,
-) {
+) -> [std::arch::x86_64::__m256; 4] {
     use std::arch::x86_64::*;
     let base = grid.as_ptr();
     let below = stride * 4;
-    // A whole block with room for its last quad (every block but a row's last): stores
-    // without per-pixel checks.
-    let full = n == 8 && out.len() >= 3 * 7 + 4;
-    for l in (0..8).step_by(2) {
-        let (i0, i1) = (index[l] as usize * 4, index[l + 1] as usize * 4);
+    let mut quads = [_mm256_setzero_ps(); 4];
+    for (l, q) in quads.iter_mut().enumerate() {
+        let (i0, i1) = (index[l] as usize * 4, index[l + 4] as usize * 4);
         let (a0, a1) = (_mm256_loadu_ps(base.add(i0)), _mm256_loadu_ps(base.add(i1)));
         let (b0, b1) = (
             _mm256_loadu_ps(base.add(i0 + below)),
             _mm256_loadu_ps(base.add(i1 + below)),
         );
-        // [p00 of pixel l | p00 of pixel l + 1], and so on.
+        // [p00 of pixel l | p00 of pixel l + 4], and so on.
         let p00 = _mm256_permute2f128_ps::<0x20>(a0, a1);
         let p01 = _mm256_permute2f128_ps::<0x31>(a0, a1);
         let p10 = _mm256_permute2f128_ps::<0x20>(b0, b1);
         let p11 = _mm256_permute2f128_ps::<0x31>(b0, b1);
-        let tx = _mm256_set_m128(_mm_set1_ps(tx[l + 1]), _mm_set1_ps(tx[l]));
-        let ty = _mm256_set_m128(_mm_set1_ps(ty[l + 1]), _mm_set1_ps(ty[l]));
+        let tx = _mm256_set_m128(_mm_set1_ps(tx[l + 4]), _mm_set1_ps(tx[l]));
+        let ty = _mm256_set_m128(_mm_set1_ps(ty[l + 4]), _mm_set1_ps(ty[l]));
         let top = _mm256_add_ps(p00, _mm256_mul_ps(tx, _mm256_sub_ps(p01, p00)));
         let bottom = _mm256_add_ps(p10, _mm256_mul_ps(tx, _mm256_sub_ps(p11, p10)));
-        let v = _mm256_add_ps(top, _mm256_mul_ps(ty, _mm256_sub_ps(bottom, top)));
-        if full {
-            _mm_storeu_ps(out.as_mut_ptr().add(3 * l), _mm256_castps256_ps128(v));
-            _mm_storeu_ps(
-                out.as_mut_ptr().add(3 * l + 3),
-                _mm256_extractf128_ps::<1>(v),
-            );
-            continue;
+        *q = _mm256_add_ps(top, _mm256_mul_ps(ty, _mm256_sub_ps(bottom, top)));
+    }
+    quads
+}
+
+/// The first `n` pixels of [`bilinear_pairs_avx2`]'s quads into `out` (interleaved R, G,
+/// B), in pixel order, each as one 16-byte store (its fourth float lands on the next
+/// pixel's R, which that pixel's store overwrites next) where `out` has room, else as
+/// three floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_quads_avx2(quads: [std::arch::x86_64::__m256; 4], out: &mut [f32], n: usize) {
+    use std::arch::x86_64::*;
+    // (No closure: it would not inherit the AVX2 target feature.)
+    let pixels = [
+        _mm256_castps256_ps128(quads[0]),
+        _mm256_castps256_ps128(quads[1]),
+        _mm256_castps256_ps128(quads[2]),
+        _mm256_castps256_ps128(quads[3]),
+        _mm256_extractf128_ps::<1>(quads[0]),
+        _mm256_extractf128_ps::<1>(quads[1]),
+        _mm256_extractf128_ps::<1>(quads[2]),
+        _mm256_extractf128_ps::<1>(quads[3]),
+    ];
+    if n == 8 && out.len() >= 3 * 7 + 4 {
+        // A whole block with room for its last quad (every block but a row's last).
+        for (p, &v) in pixels.iter().enumerate() {
+            _mm_storeu_ps(out.as_mut_ptr().add(3 * p), v);
         }
-        for (h, half) in [_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v)]
-            .into_iter()
-            .enumerate()
-        {
-            let p = l + h;
-            if p >= n {
-                return;
-            }
-            if 3 * p + 4 <= out.len() {
-                _mm_storeu_ps(out.as_mut_ptr().add(3 * p), half);
-            } else {
-                let mut q = [0.0f32; 4];
-                _mm_storeu_ps(q.as_mut_ptr(), half);
-                out[3 * p..3 * p + 3].copy_from_slice(&q[..3]);
-            }
+        return;
+    }
+    for (p, &v) in pixels.iter().enumerate().take(n) {
+        if 3 * p + 4 <= out.len() {
+            _mm_storeu_ps(out.as_mut_ptr().add(3 * p), v);
+        } else {
+            let mut q = [0.0f32; 4];
+            _mm_storeu_ps(q.as_mut_ptr(), v);
+            out[3 * p..3 * p + 3].copy_from_slice(&q[..3]);
         }
     }
 }
@@ -892,28 +920,36 @@ impl Preprocessor {
             if !self.resampler.portable_only && std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above, and AVX-512F and VL
                 // where Resampler::avx512 says so.
-                unsafe {
+                let direct = unsafe {
                     if self.resampler.avx512() {
-                        self.warp_grid_avx512(&plan, &grid)
+                        self.warp_grid_avx512(&plan, &grid, out)
                     } else {
-                        self.warp_grid_avx2(&plan, &grid)
+                        self.warp_grid_avx2(&plan, &grid, out)
                     }
                 };
-                write_tensor(&self.image, &self.config, out);
+                self.image_current = !direct;
+                if !direct {
+                    write_tensor(&self.image, &self.config, out);
+                }
                 return Ok(());
             }
-            self.warp_grid::<false, false>(&plan, &grid);
-            write_tensor(&self.image, &self.config, out);
+            let direct = self.warp_grid::<false, false>(&plan, &grid, out);
+            self.image_current = !direct;
+            if !direct {
+                write_tensor(&self.image, &self.config, out);
+            }
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
         if !self.resampler.portable_only && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { self.affine_avx2(frame, &coeffs, &kernel) };
+            self.image_current = true;
             write_tensor(&self.image, &self.config, out);
             return Ok(());
         }
         self.affine_impl::<false>(frame, &coeffs, &kernel);
+        self.image_current = true;
         write_tensor(&self.image, &self.config, out);
         Ok(())
     }
@@ -933,6 +969,7 @@ impl Preprocessor {
             height: gh,
             stride: gw,
             pixel: 3,
+            planes: None,
         };
         // Faces shrunk 4x or more are reduced first, as in process_rect.
         let reduce = self.config.reduce;
@@ -970,40 +1007,65 @@ impl Preprocessor {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn warp_grid_avx2(&mut self, plan: &Prefilter, k: &Kernel) {
-        self.warp_grid::<true, false>(plan, k);
+    fn warp_grid_avx2(&mut self, plan: &Prefilter, k: &Kernel, out: &mut [f32]) -> bool {
+        self.warp_grid::<true, false>(plan, k, out)
     }
 
     /// [`warp_grid_avx2`](Self::warp_grid_avx2) where the CPU also has AVX-512F and VL
     /// (the sample points eight lanes at a time, see [`bilinear_coords_avx512`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,avx512f,avx512vl")]
-    fn warp_grid_avx512(&mut self, plan: &Prefilter, k: &Kernel) {
-        self.warp_grid::<true, true>(plan, k);
+    fn warp_grid_avx512(&mut self, plan: &Prefilter, k: &Kernel, out: &mut [f32]) -> bool {
+        self.warp_grid::<true, true>(plan, k, out)
     }
 
     /// Step 2 of a two-step warp: the output sampled from the grid through the residual
     /// transform: bilinear for a similarity (eight output pixels at a time, see
     /// [`bilinear_block`]), the footprint kernel otherwise.
     #[inline(always)]
-    fn warp_grid<const AVX2: bool, const AVX512: bool>(&mut self, plan: &Prefilter, k: &Kernel) {
+    fn warp_grid<const AVX2: bool, const AVX512: bool>(
+        &mut self,
+        plan: &Prefilter,
+        k: &Kernel,
+        out: &mut [f32],
+    ) -> bool {
         let (w, h) = (self.config.width, self.config.height);
         let t = &plan.residual;
-        // The grid as `prefilter` left it: `R, G, B, 0` pixels (bilinear), or padded
-        // planes (footprint).
-        let grid = &self.affine.planes;
         if k.bilinear {
+            // Straight into the tensor where it allows (see PlaneNorm), else the image.
+            let planes = self.direct_planes();
+            let region = Region {
+                x: 0,
+                y: 0,
+                width: w,
+                height: h,
+                stride: w,
+                pixel: 3,
+                planes,
+            };
+            // The grid as `prefilter` left it: `R, G, B, 0` pixels.
+            let grid = &self.affine.planes;
+            let dst = if planes.is_some() {
+                out
+            } else {
+                &mut self.image[..]
+            };
             let size = [plan.width, plan.height];
-            for (y, row) in self.image.chunks_exact_mut(w * 3).take(h).enumerate() {
+            for y in 0..h {
+                let mut row = region.row_out(dst, y);
                 let py = y as f64 + 0.5;
                 let origin = [t.b * py + t.c, t.e * py + t.f];
                 for x0 in (0..w).step_by(8) {
                     let n = 8.min(w - x0);
-                    bilinear_block::<AVX2, AVX512>(grid, plan.width, size, t, origin, x0, n, row);
+                    bilinear_block::<AVX2, AVX512>(
+                        grid, plan.width, size, t, origin, x0, n, &mut row,
+                    );
                 }
             }
-            return;
+            return planes.is_some();
         }
+        // The grid as `prefilter` left it: padded planes.
+        let grid = &self.affine.planes;
         let sb = SrcBox {
             planes: grid,
             x0: 0,
@@ -1021,6 +1083,7 @@ impl Preprocessor {
                 row[x * 3..x * 3 + 3].copy_from_slice(&v);
             }
         }
+        false
     }
 
     /// Same code compiled for AVX2; no FMA contraction and a fixed operation order, so the
@@ -1067,6 +1130,7 @@ impl Preprocessor {
         let layout = row_layout(frame.format);
         let fpp = layout.floats_per_pixel();
         let (fw, fh) = (frame.width as i64, frame.height as i64);
+        let avx512 = AVX2 && self.resampler.avx512();
         let scratch = &mut self.affine;
         let image = &mut self.image;
         for ty in (0..h).step_by(ts) {
@@ -1104,6 +1168,7 @@ impl Preprocessor {
                         fx1 as usize,
                         &mut scratch.row,
                         &mut scratch.conv,
+                        avx512,
                     );
                     let (left, right) = ((fx0 - bx0) as usize, (bx1 - fx1) as usize);
                     for c in 0..3 {
@@ -1153,9 +1218,12 @@ impl Preprocessor {
 mod tests {
     use super::super::reduce_factors;
     use super::super::tests::{
-        make_frame, naive_pixel, none_config, reduced_reference, Rng, TestFrame,
+        make_frame, naive_pixel, none_config, reduced_reference, Rng, TestFrame, SIMD_LEVELS,
     };
-    use super::super::{CropThreads, PixelFormat, PreprocessConfig, SourceRect, YuvColorimetry};
+    use super::super::{
+        ChannelOrder, CropThreads, Normalization, PixelFormat, PreprocessConfig, SourceRect,
+        TensorLayout, YuvColorimetry,
+    };
     use super::*;
 
     const TOL: f64 = 1e-3;
@@ -1882,6 +1950,64 @@ mod tests {
         let mut want = vec![0.0f32; got.len()];
         write_tensor(&base, &cfg, &mut want);
         assert_eq!(got, want);
+    }
+
+    /// Two-step warps into an NCHW tensor under a fixed normalization (or none) write the
+    /// tensor straight from the bilinear step (see `PlaneNorm`); NHWC still goes through
+    /// the image. The same bits for every kind of warp (two-step, footprint, up-scaling),
+    /// channel order and SIMD level; `resampled_image` is empty after a direct write.
+    #[test]
+    fn direct_planar_warps_match_the_image_path() {
+        let mut rng = Rng(4244);
+        let fixed = Normalization::Fixed {
+            mean: [122.782, 117.001, 104.298],
+            std: [58.395, 57.12, 255.0],
+        };
+        let anisotropic = AffineTransform {
+            a: 3.1,
+            b: 0.4,
+            c: 10.0,
+            d: -0.2,
+            e: 0.8,
+            f: 20.0,
+        };
+        for format in [PixelFormat::Nv12, PixelFormat::Rgb, PixelFormat::Bgrx] {
+            let tf = make_frame(format, 133, 101, 5, YuvColorimetry::default(), &mut rng);
+            for (t, direct) in [
+                (rot_scale(17.0, 1.7, 37, 29, [60.0, 50.0]), true),
+                (rot_scale(-33.0, 2.2, 37, 29, [120.0, 90.0]), true),
+                (anisotropic, false),
+                (rot_scale(10.0, 0.7, 37, 29, [60.0, 50.0]), false),
+            ] {
+                for order in [ChannelOrder::Rgb, ChannelOrder::Bgr] {
+                    for normalization in [Normalization::None, fixed] {
+                        let cfg = |layout| PreprocessConfig {
+                            layout,
+                            channel_order: order,
+                            normalization,
+                            ..PreprocessConfig::new(37, 29)
+                        };
+                        let mut pp = Preprocessor::new(cfg(TensorLayout::Nhwc)).unwrap();
+                        pp.resampler.portable_only = true;
+                        let nhwc = run(&mut pp, &tf.frame(), &t);
+                        let n = 37 * 29;
+                        let want: Vec<u32> = (0..3 * n)
+                            .map(|i| nhwc[(i % n) * 3 + i / n].to_bits())
+                            .collect();
+                        for (portable, no_avx512) in SIMD_LEVELS {
+                            let mut pp = Preprocessor::new(cfg(TensorLayout::Nchw)).unwrap();
+                            pp.resampler.portable_only = portable;
+                            pp.resampler.no_avx512 = no_avx512;
+                            let got = run(&mut pp, &tf.frame(), &t);
+                            let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                            let what = format!("{format:?} {t:?} {order:?} {normalization:?}");
+                            assert!(got == want, "{what} {portable} {no_avx512}");
+                            assert_eq!(pp.resampled_image().is_empty(), direct, "{what}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
