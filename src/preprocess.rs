@@ -1373,6 +1373,30 @@ impl AxisTable {
             return;
         }
         self.key = Some(key);
+        // A table is built for every face region: compiled for AVX2 where the CPU has it
+        // (`floor` / `ceil` as instructions instead of libm calls, wider loops; the same
+        // f64 operations, so the same table).
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            #[target_feature(enable = "avx2")]
+            fn build_avx2(table: &mut AxisTable, key: AxisKey) {
+                table.build(key);
+            }
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { build_avx2(self, key) };
+            return;
+        }
+        self.build(key);
+    }
+
+    #[inline(always)]
+    fn build(&mut self, key: AxisKey) {
+        let AxisKey {
+            src_len,
+            origin,
+            extent,
+            out_len,
+        } = key;
         self.spans.clear();
         self.weights.clear();
         self.lo = usize::MAX;
