@@ -800,17 +800,28 @@ unsafe fn yuv_row_planar_avx512(
     let n = x1 - x0;
     let (rp, rest) = out[..3 * n].split_at_mut(n);
     let (gp, bp) = rest.split_at_mut(n);
-    // From an even column on, whole chroma pairs; the AVX2 function takes an odd first
-    // pixel and what the 16-wide loop leaves at the end.
+    // Blocks of 16 from an even column on (whole chroma pairs); what they leave at the
+    // end is one more block ending there (its start rounded down to even), converting some
+    // pixels twice, to the same values, and an odd last pixel. Rows under 16 pixels go
+    // through the AVX2 function.
     let lead = x0 % 2;
     let body = (n - lead) / 16 * 16;
     if lead == 1 {
         [rp[0], gp[0], bp[0]] = yuv_pixel(frame, c, y, x0);
     }
-    let rest = lead + body;
-    if rest < n {
-        let planes = [&mut rp[rest..], &mut gp[rest..], &mut bp[rest..]];
-        yuv_planes_avx2(frame, c, y, x0 + rest, x1, planes);
+    let end = x0 + lead + body;
+    if body == 0 {
+        if end < x1 {
+            let planes = [&mut rp[lead..], &mut gp[lead..], &mut bp[lead..]];
+            yuv_planes_avx2(frame, c, y, end, x1, planes);
+        }
+        return;
+    }
+    let last_block = (end < x1).then_some((x1 - 16) & !1);
+    if let Some(s) = last_block {
+        if s + 16 < x1 {
+            [rp[n - 1], gp[n - 1], bp[n - 1]] = yuv_pixel(frame, c, y, x1 - 1);
+        }
     }
     let luma = plane_row(frame, 0, y);
     let nv12 = frame.format == PixelFormat::Nv12;
@@ -828,8 +839,7 @@ unsafe fn yuv_row_planar_avx512(
     let dup_u = _mm_setr_epi8(0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14);
     let dup_v = _mm_setr_epi8(1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15);
     let dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    let mut x = x0 + lead;
-    while x < x0 + lead + body {
+    for x in (x0 + lead..end).step_by(16).chain(last_block) {
         let k = x / 2;
         let yv = _mm_loadu_si128(luma.as_ptr().add(x) as *const __m128i);
         let (u, v) = if nv12 {
@@ -870,7 +880,6 @@ unsafe fn yuv_row_planar_avx512(
             bp.as_mut_ptr().add(at),
             _mm512_min_ps(_mm512_max_ps(b, zero), top),
         );
-        x += 16;
     }
 }
 
@@ -5158,6 +5167,60 @@ mod tests {
             pr.process_rect(&frame, SourceRect::new(0.0, 0.0, -1.0, 5.0), &mut out),
             Err(PreprocessError::InvalidSourceRect { .. })
         ));
+    }
+
+    /// YUV rows through the AVX-512 converter (16-pixel blocks, an overlapping last block,
+    /// odd first and last pixels, rows under 16 pixels) give the AVX2 and portable bits,
+    /// for every start column and length up to 40 pixels.
+    #[test]
+    fn yuv_rows_convert_alike_at_every_simd_level() {
+        let simd = |avx512: bool| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && (!avx512 || std::arch::is_x86_feature_detected!("avx512f"))
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = avx512;
+                false
+            }
+        };
+        let mut rng = Rng(1601);
+        for format in [PixelFormat::Nv12, PixelFormat::I420] {
+            let tf = make_frame(format, 45, 4, 3, YuvColorimetry::default(), &mut rng);
+            let frame = tf.frame();
+            let coeffs = YuvCoeffs::new(frame.colorimetry);
+            for y in 0..4 {
+                for x0 in 0..4 {
+                    for x1 in x0 + 1..=(x0 + 40).min(45) {
+                        let n = x1 - x0;
+                        let mut conv = Vec::new();
+                        let mut want = vec![0.0f32; 3 * n];
+                        convert_row::<false>(
+                            &frame, &coeffs, y, x0, x1, &mut want, &mut conv, false,
+                        );
+                        for avx512 in [false, true] {
+                            if !simd(avx512) {
+                                continue;
+                            }
+                            let mut got = vec![f32::NAN; 3 * n];
+                            #[cfg(target_arch = "x86_64")]
+                            convert_row::<true>(
+                                &frame, &coeffs, y, x0, x1, &mut got, &mut conv, avx512,
+                            );
+                            let bits =
+                                |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&got),
+                                bits(&want),
+                                "{format:?} row {y} {x0}..{x1} {avx512}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
