@@ -2558,7 +2558,27 @@ unsafe fn filter_h_simd<const AVX512: bool>(
     out: &mut RowOut,
     blocks: std::ops::Range<usize>,
 ) {
-    let taps = table.max_len;
+    // The tap count as a constant for the common downscales of face crops (1.2x..2x:
+    // 3 or 4 taps), so that the tap loop unrolls and its values stay in registers.
+    match table.max_len {
+        3 => filter_h_blocks::<AVX512, 3>(planes, stride, table, out, blocks),
+        4 => filter_h_blocks::<AVX512, 4>(planes, stride, table, out, blocks),
+        _ => filter_h_blocks::<AVX512, 0>(planes, stride, table, out, blocks),
+    }
+}
+
+/// The body of [`filter_h_simd`]: `TAPS` taps a span, or `table.max_len` where 0.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn filter_h_blocks<const AVX512: bool, const TAPS: usize>(
+    planes: &[f32],
+    stride: usize,
+    table: &AxisTable,
+    out: &mut RowOut,
+    blocks: std::ops::Range<usize>,
+) {
+    let taps = if TAPS > 0 { TAPS } else { table.max_len };
+    debug_assert_eq!(taps, table.max_len);
     for blk in blocks {
         let b = table.block(blk);
         let (j0, n, ws, totals) = (b.first, b.outputs, b.weights, b.totals);
@@ -2751,9 +2771,10 @@ unsafe fn store_planes_avx2(
         if n == BLOCK {
             _mm256_storeu_ps(row.as_mut_ptr(), v);
         } else {
-            let mut buf = [0.0f32; BLOCK];
-            _mm256_storeu_ps(buf.as_mut_ptr(), v);
-            row.copy_from_slice(&buf[..n]);
+            // A row's last block: its first n lanes (a masked store writes nothing else).
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lanes);
+            _mm256_maskstore_ps(row.as_mut_ptr(), mask, v);
         }
     }
 }
