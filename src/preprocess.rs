@@ -3204,13 +3204,34 @@ impl Resampler {
                 let RowOut::Planes(mut rows, p) = region.row_out(dst, j) else {
                     unreachable!("a region with planes has planar rows")
                 };
+                // Loops with constant strides, so that they vectorize.
+                #[inline(always)]
+                fn put<const LANES: usize>(
+                    out: &mut [f32],
+                    row: &[f32],
+                    offset: usize,
+                    p: &PlaneNorm,
+                    c: usize,
+                ) {
+                    for (o, px) in out.iter_mut().zip(row.chunks_exact(LANES)) {
+                        *o = p.normalize(c, px[offset]);
+                    }
+                }
                 for (c, out) in rows.iter_mut().enumerate() {
-                    let value = |x: usize| match layout {
-                        RowLayout::Planar => row[c * w + x],
-                        RowLayout::Interleaved { lanes, offsets } => row[x * lanes + offsets[c]],
-                    };
-                    for (x, o) in out.iter_mut().enumerate() {
-                        *o = p.normalize(c, value(x));
+                    match layout {
+                        RowLayout::Planar => put::<1>(out, &row[c * w..(c + 1) * w], 0, &p, c),
+                        RowLayout::Interleaved { lanes: 1, .. } => put::<1>(out, row, 0, &p, c),
+                        RowLayout::Interleaved { lanes: 3, offsets } => {
+                            put::<3>(out, row, offsets[c], &p, c)
+                        }
+                        RowLayout::Interleaved { lanes: 4, offsets } => {
+                            put::<4>(out, row, offsets[c], &p, c)
+                        }
+                        RowLayout::Interleaved { lanes, offsets } => {
+                            for (o, px) in out.iter_mut().zip(row.chunks_exact(lanes)) {
+                                *o = p.normalize(c, px[offsets[c]]);
+                            }
+                        }
                     }
                 }
                 continue;
