@@ -291,7 +291,7 @@ fn model_size(report: &mut Report, iters: usize) {
     report.line("");
     report.line("### A frame at the model's size: 150x150 RGB -> fixed normalization, NCHW (as the dlib ResNet takes it)");
     report.line("");
-    report.line("`process` (bytes straight to the tensor through an L1-sized row buffer) against `process_rect` over the whole frame (the identity resample into the f32 image, then the tensor: the same bits), alternated; cold = 32 MB written before each call, evicting the caches as a model run does.");
+    report.line("`process` (bytes straight to the tensor through an L1-sized row buffer) against `process_rect` over the whole frame (the identity resample, here straight into the NCHW tensor, see bench 2b's baseline rows: the same bits), alternated; cold = 32 MB written before each call, evicting the caches as a model run does.");
     report.line("");
     report.line("| caches | `process` (median) | two passes (median) | two passes / `process` (median of pairs) |");
     report.line("|---|---|---|---|");
