@@ -2313,6 +2313,19 @@ enum RowOut<'d> {
 }
 
 impl Region {
+    /// The whole of a `width x height` interleaved RGB image.
+    fn full(width: usize, height: usize) -> Self {
+        Region {
+            x: 0,
+            y: 0,
+            width,
+            height,
+            stride: width,
+            pixel: 3,
+            planes: None,
+        }
+    }
+
     /// Row `j` of the region in `dst`.
     fn row_out<'d>(&self, dst: &'d mut [f32], j: usize) -> RowOut<'d> {
         match self.planes {
@@ -2928,16 +2941,7 @@ impl Resampler {
             width: src_width,
             height: src_height,
         };
-        let region = Region {
-            x: 0,
-            y: 0,
-            width: dst_width,
-            height: dst_height,
-            stride: dst_width,
-            pixel: 3,
-            planes: None,
-        };
-        self.run(&source, rect, dst, region);
+        self.run(&source, rect, dst, Region::full(dst_width, dst_height));
         Ok(())
     }
 
@@ -3753,15 +3757,7 @@ impl Preprocessor {
             self.image_current = false;
             return Ok(());
         }
-        let full = Region {
-            x: 0,
-            y: 0,
-            width: w,
-            height: h,
-            stride: w,
-            pixel: 3,
-            planes: None,
-        };
+        let full = Region::full(w, h);
         let whole = SourceRect::full(frame.width, frame.height);
         match self.config.aspect {
             Aspect::Stretch => self.resample(frame, whole, full, out),
@@ -3808,16 +3804,7 @@ impl Preprocessor {
         self.check(frame, out)?;
         src.validate()?;
         let (w, h) = (self.config.width, self.config.height);
-        let full = Region {
-            x: 0,
-            y: 0,
-            width: w,
-            height: h,
-            stride: w,
-            pixel: 3,
-            planes: None,
-        };
-        self.resample(frame, src, full, out);
+        self.resample(frame, src, Region::full(w, h), out);
         Ok(())
     }
 
@@ -3899,8 +3886,7 @@ impl Preprocessor {
                 }
             }
         }
-        self.image_current = true;
-        write_tensor(&self.image, &self.config, out);
+        self.finish_tensor(false, out);
         Ok(())
     }
 
@@ -3928,13 +3914,22 @@ impl Preprocessor {
                 ..region
             };
             self.resampler.run_frame(frame, rect, out, region, reduce);
-            self.image_current = false;
+            self.finish_tensor(true, out);
             return;
         }
         self.resampler
             .run_frame(frame, rect, &mut self.image, region, reduce);
-        self.image_current = true;
-        write_tensor(&self.image, &self.config, out);
+        self.finish_tensor(false, out);
+    }
+
+    /// After a resample straight into the tensor `out` (`direct`) or into the image: the
+    /// tensor from the image where it was not written yet, and whether the image is the
+    /// tensor's ([`resampled_image`](Self::resampled_image)).
+    fn finish_tensor(&mut self, direct: bool, out: &mut [f32]) {
+        self.image_current = !direct;
+        if !direct {
+            write_tensor(&self.image, &self.config, out);
+        }
     }
 
     /// The tensor as a [`Region`]'s planar destination ([`PlaneNorm`]): NCHW under a fixed

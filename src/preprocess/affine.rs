@@ -3,8 +3,8 @@
 //! The kernel is documented in the parent module ("Aligned crops").
 
 use super::{
-    convert_row, row_layout, set_len, write_tensor, Frame, PreprocessError, Preprocessor, Region,
-    RowLayout, RowOut, SourceRect, YuvCoeffs,
+    convert_row, row_layout, set_len, Frame, PreprocessError, Preprocessor, Region, RowLayout,
+    RowOut, SourceRect, YuvCoeffs,
 };
 
 /// Maps output pixel coordinates (x, y) (pixel centres at `i + 0.5`) to source coordinates:
@@ -927,30 +927,22 @@ impl Preprocessor {
                         self.warp_grid_avx2(&plan, &grid, out)
                     }
                 };
-                self.image_current = !direct;
-                if !direct {
-                    write_tensor(&self.image, &self.config, out);
-                }
+                self.finish_tensor(direct, out);
                 return Ok(());
             }
             let direct = self.warp_grid::<false, false>(&plan, &grid, out);
-            self.image_current = !direct;
-            if !direct {
-                write_tensor(&self.image, &self.config, out);
-            }
+            self.finish_tensor(direct, out);
             return Ok(());
         }
         #[cfg(target_arch = "x86_64")]
         if !self.resampler.portable_only && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
             unsafe { self.affine_avx2(frame, &coeffs, &kernel) };
-            self.image_current = true;
-            write_tensor(&self.image, &self.config, out);
+            self.finish_tensor(false, out);
             return Ok(());
         }
         self.affine_impl::<false>(frame, &coeffs, &kernel);
-        self.image_current = true;
-        write_tensor(&self.image, &self.config, out);
+        self.finish_tensor(false, out);
         Ok(())
     }
 
@@ -962,15 +954,7 @@ impl Preprocessor {
     fn prefilter(&mut self, frame: &Frame, plan: &Prefilter, packed: bool) {
         let (gw, gh) = (plan.width, plan.height);
         let scratch = &mut self.affine;
-        let mut region = Region {
-            x: 0,
-            y: 0,
-            width: gw,
-            height: gh,
-            stride: gw,
-            pixel: 3,
-            planes: None,
-        };
+        let mut region = Region::full(gw, gh);
         // Faces shrunk 4x or more are reduced first, as in process_rect.
         let reduce = self.config.reduce;
         if packed {
@@ -1035,13 +1019,8 @@ impl Preprocessor {
             // Straight into the tensor where it allows (see PlaneNorm), else the image.
             let planes = self.direct_planes();
             let region = Region {
-                x: 0,
-                y: 0,
-                width: w,
-                height: h,
-                stride: w,
-                pixel: 3,
                 planes,
+                ..Region::full(w, h)
             };
             // The grid as `prefilter` left it: `R, G, B, 0` pixels.
             let grid = &self.affine.planes;
@@ -1221,8 +1200,8 @@ mod tests {
         make_frame, naive_pixel, none_config, reduced_reference, Rng, TestFrame, SIMD_LEVELS,
     };
     use super::super::{
-        ChannelOrder, CropThreads, Normalization, PixelFormat, PreprocessConfig, SourceRect,
-        TensorLayout, YuvColorimetry,
+        write_tensor, ChannelOrder, CropThreads, Normalization, PixelFormat, PreprocessConfig,
+        SourceRect, TensorLayout, YuvColorimetry,
     };
     use super::*;
 
