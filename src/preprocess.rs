@@ -214,6 +214,15 @@
 //! [`TensorLayout::Nchw`]: `out[c·h·w + y·w + x]`; [`TensorLayout::Nhwc`]:
 //! `out[(y·w + x)·3 + c]`, where channel `c` follows [`ChannelOrder`] (`Bgr`: c = 0 is blue).
 //!
+//! An NCHW tensor under a fixed normalization or none is written straight from the
+//! resampler's horizontal pass (and from the bilinear step of a two-step warp): each value
+//! is normalized as it is stored into its plane, the operations above on the same value,
+//! so the same bits, without the interleaved f32 image in between (whose write, read and
+//! de-interleave cost an axis-aligned face crop over a quarter of its time). Prewhitening
+//! needs the whole image's statistics first, and NHWC tensors are interleaved anyway:
+//! those, and the one-step warps, go through the image
+//! ([`Preprocessor::resampled_image`]).
+//!
 //! # Allocation
 //!
 //! A [`Preprocessor`] keeps all scratch buffers (filter tables, one converted source row,
@@ -2283,8 +2292,7 @@ struct Region {
 
 /// A destination that is the model's NCHW tensor itself, normalized as each value is
 /// written: `(v − sub[c]) / div[c]`, the operations of [`write_tensor`] on the value it
-/// would read from the image (the same bits), without the f32 image in between, whose
-/// write, read and de-interleave cost a face crop as much as its vertical pass.
+/// would read from the image (the same bits; see the module docs, "Layout").
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct PlaneNorm {
     /// Per image channel (R, G, B): the tensor plane it goes to, ...
