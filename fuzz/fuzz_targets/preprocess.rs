@@ -4,7 +4,10 @@
 //! Invariants: a frame that fails `Frame::validate` is refused by every entry point (Err,
 //! never a panic); every Ok tensor has the config's length and is finite; the resampled
 //! image is within 0..=255 up to f32 rounding (so `Normalization::None` output is too); `process` with
-//! `Aspect::Stretch` equals `process_rect` of the whole frame bit for bit (documented).
+//! `Aspect::Stretch` equals `process_rect` of the whole frame bit for bit (documented); an NCHW
+//! tensor, which a fixed normalization or none writes straight from the resampler, holds the
+//! bits of the same call's NHWC tensor, which still goes through the f32 image (a twin
+//! `Preprocessor` runs every call with the NHWC layout).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -100,15 +103,72 @@ fn in_range(v: f32) -> bool {
     (-1e-3..=255.001).contains(&v)
 }
 
-/// Checks one result: Err for an invalid frame; for Ok, a finite tensor and a resampled
-/// image within 0..=255.
+/// The NHWC twin of an NCHW preprocessor (see [`check`]) and its tensor.
+struct Twin {
+    p: Preprocessor,
+    out: Vec<f32>,
+}
+
+impl Twin {
+    fn new(cfg: &PreprocessConfig) -> Option<Twin> {
+        if cfg.layout != TensorLayout::Nchw {
+            return None;
+        }
+        let cfg = PreprocessConfig {
+            layout: TensorLayout::Nhwc,
+            ..cfg.clone()
+        };
+        let out = vec![0.0f32; cfg.tensor_len()];
+        Some(Twin {
+            p: Preprocessor::new(cfg).expect("the layout does not make a config invalid"),
+            out,
+        })
+    }
+
+    /// The primary's resampled image, or the twin's where the primary wrote its tensor
+    /// straight from the resampler (and so left its image empty).
+    fn image<'a>(twin: &'a Option<Twin>, p: &'a Preprocessor) -> &'a [f32] {
+        match twin {
+            Some(t) if p.resampled_image().is_empty() => t.p.resampled_image(),
+            _ => p.resampled_image(),
+        }
+    }
+}
+
+/// Runs `call` on the primary preprocessor and on its NHWC twin (if any) and checks the
+/// result: Err for an invalid frame (both alike); for Ok, a finite tensor, a resampled
+/// image within 0..=255, and the twin's tensor the primary's transposed, bit for bit.
 fn check(
     what: &str,
-    r: Result<(), gstfacenet::preprocess::PreprocessError>,
     frame_ok: bool,
-    p: &Preprocessor,
-    out: &[f32],
+    p: &mut Preprocessor,
+    out: &mut [f32],
+    twin: &mut Option<Twin>,
+    call: impl Fn(&mut Preprocessor, &mut [f32]) -> Result<(), gstfacenet::preprocess::PreprocessError>,
 ) -> bool {
+    let r = call(p, out);
+    if let Some(t) = twin.as_mut() {
+        let rt = call(&mut t.p, &mut t.out);
+        assert_eq!(
+            r.is_ok(),
+            rt.is_ok(),
+            "{what}: the NHWC twin disagrees on {r:?}"
+        );
+        if r.is_ok() {
+            let (w, h) = (p.config().width, p.config().height);
+            let plane = w * h;
+            for (i, px) in t.out.chunks_exact(3).enumerate() {
+                for (c, v) in px.iter().enumerate() {
+                    let direct = out[c * plane + i];
+                    assert!(
+                        direct.to_bits() == v.to_bits(),
+                        "{what}: NCHW value {direct} != NHWC value {v} at pixel {i} channel {c} ({:?})",
+                        p.config()
+                    );
+                }
+            }
+        }
+    }
     match r {
         Ok(()) => {
             assert!(frame_ok, "{what}: accepted an invalid frame");
@@ -118,7 +178,7 @@ fn check(
                 "{what}: non-finite tensor value with {:?}",
                 p.config()
             );
-            let img = p.resampled_image();
+            let img = Twin::image(twin, p);
             if let Some(bad) = img.iter().find(|v| !in_range(**v)) {
                 panic!(
                     "{what}: resampled value {bad} outside 0..=255 ({:?})",
@@ -151,6 +211,7 @@ fuzz_target!(|input: Input| {
     let mut out = vec![0.0f32; cfg.tensor_len()];
     let mut other = vec![0.0f32; cfg.tensor_len()];
     let mut resampler = Resampler::new();
+    let mut twin = Twin::new(&cfg);
 
     for fg in input.frames.iter().take(3) {
         let fmt = format(fg.format);
@@ -198,8 +259,10 @@ fuzz_target!(|input: Input| {
         let frame_ok = frame.validate().is_ok();
 
         // process (and the documented identity with process_rect of the whole frame).
-        let r = p.process(&frame, &mut out);
-        if check("process", r, frame_ok, &p, &out) && cfg.aspect == Aspect::Stretch {
+        let ok = check("process", frame_ok, &mut p, &mut out, &mut twin, |p, o| {
+            p.process(&frame, o)
+        });
+        if ok && cfg.aspect == Aspect::Stretch {
             let r = p.process_rect(&frame, SourceRect::full(w, h), &mut other);
             assert!(r.is_ok());
             assert!(
@@ -212,23 +275,31 @@ fuzz_target!(|input: Input| {
         for op in fg.ops.iter().take(4) {
             match *op {
                 Op::Process => {
-                    let r = p.process(&frame, &mut out);
-                    check("process", r, frame_ok, &p, &out);
+                    check("process", frame_ok, &mut p, &mut out, &mut twin, |p, o| {
+                        p.process(&frame, o)
+                    });
                 }
                 Op::Legacy => {
                     // Per-pixel reference path: keep it small.
                     if w * h <= 1 << 16 {
-                        let r = p.process_square_legacy_bilinear(&frame, &mut out);
-                        check("legacy", r, frame_ok, &p, &out);
+                        check("legacy", frame_ok, &mut p, &mut out, &mut twin, |p, o| {
+                            p.process_square_legacy_bilinear(&frame, o)
+                        });
                     }
                 }
                 Op::Rect(x, y, rw, rh) => {
                     let rect = SourceRect::new(x, y, rw, rh);
-                    let r = p.process_rect(&frame, rect, &mut out);
-                    if r.is_ok() {
+                    let ok = check(
+                        "process_rect",
+                        frame_ok,
+                        &mut p,
+                        &mut out,
+                        &mut twin,
+                        |p, o| p.process_rect(&frame, rect, o),
+                    );
+                    if ok {
                         assert!(rect.validate().is_ok());
                     }
-                    check("process_rect", r, frame_ok, &p, &out);
                 }
                 Op::Crop(x, y, rw, rh) => {
                     let rect = SourceRect::new(
@@ -237,16 +308,28 @@ fuzz_target!(|input: Input| {
                         f64::from(rw) / 16.0,
                         f64::from(rh) / 16.0,
                     );
-                    let r = p.process_rect(&frame, rect, &mut out);
-                    check("process_rect", r, frame_ok, &p, &out);
+                    check(
+                        "process_rect",
+                        frame_ok,
+                        &mut p,
+                        &mut out,
+                        &mut twin,
+                        |p, o| p.process_rect(&frame, rect, o),
+                    );
                 }
                 Op::Affine([a, b, c, d, e, f]) => {
                     let t = AffineTransform { a, b, c, d, e, f };
                     if affine_work(&t, cfg.width, cfg.height) > MAX_AFFINE_WORK {
                         continue;
                     }
-                    let r = p.process_affine(&frame, &t, &mut out);
-                    check("process_affine", r, frame_ok, &p, &out);
+                    check(
+                        "process_affine",
+                        frame_ok,
+                        &mut p,
+                        &mut out,
+                        &mut twin,
+                        |p, o| p.process_affine(&frame, &t, o),
+                    );
                 }
                 Op::Similarity(angle, scale, tx, ty) => {
                     let th = f64::from(angle).to_radians() / 100.0;
@@ -262,8 +345,14 @@ fuzz_target!(|input: Input| {
                     if affine_work(&t, cfg.width, cfg.height) > MAX_AFFINE_WORK {
                         continue;
                     }
-                    let r = p.process_affine(&frame, &t, &mut out);
-                    check("process_affine", r, frame_ok, &p, &out);
+                    check(
+                        "process_affine",
+                        frame_ok,
+                        &mut p,
+                        &mut out,
+                        &mut twin,
+                        |p, o| p.process_affine(&frame, &t, o),
+                    );
                     if let Some(inv) = t.inverse() {
                         assert!([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f]
                             .iter()
@@ -271,7 +360,7 @@ fuzz_target!(|input: Input| {
                     }
                 }
                 Op::Resample(x, y, rw, rh, dw, dh) => {
-                    let src = p.resampled_image().to_vec();
+                    let src = Twin::image(&twin, &p).to_vec();
                     let (dw, dh) = (usize::from(dw % 64), usize::from(dh % 64));
                     let mut dst = vec![0.0f32; dw * dh * 3];
                     let rect = SourceRect::new(
