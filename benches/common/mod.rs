@@ -354,6 +354,32 @@ pub fn paired_quartiles(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     (median(&r), quantile(&r, 0.25), quantile(&r, 0.75))
 }
 
+/// A distribution-free 95 % confidence interval of the median of `v` (order statistics:
+/// the `k`-th smallest and `k`-th largest values, `k` the largest count with
+/// `P(Binomial(n, 1/2) < k) <= 2.5 %`), or `None` with fewer than 6 values (too few for
+/// one). Says whether a run's median decides a goal or the noise could put it either side.
+pub fn median_ci95(v: &[f64]) -> Option<(f64, f64)> {
+    let n = v.len();
+    if n < 6 {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // ln C(n, i) built up term by term; P(X = i) = C(n, i) / 2^n.
+    let (mut ln_choose, mut below, mut k) = (0.0f64, 0.0f64, 0usize);
+    for i in 0..n {
+        let p = (ln_choose - n as f64 * std::f64::consts::LN_2).exp();
+        if below + p > 0.025 {
+            break;
+        }
+        below += p;
+        k = i + 1;
+        ln_choose += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+    }
+    // P(X <= k - 1) <= 2.5 %: the k-th smallest and the k-th largest.
+    Some((s[k - 1], s[n - k]))
+}
+
 pub fn paired_ratios(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
     let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
     (median(&r), min(&r), max(&r))
