@@ -243,7 +243,16 @@ fn main() {
             let (gain, glo, ghi) = paired_quartiles(&c, &d);
             let (par, plo, phi) = paired_quartiles(&c, &e);
             if n == 8 {
-                eight.push((threads, vs_bare, vs_singles.clone(), par, gain));
+                // The median's 95 % interval (distribution-free), for the goal's row.
+                let interval = |num: &[f64], den: &[f64]| {
+                    let pairs: Vec<f64> = num.iter().zip(den).map(|(x, y)| x / y).collect();
+                    match median_ci95(&pairs) {
+                        Some((a, b)) => format!("95 % interval {a:.2}..{b:.2}"),
+                        None => "too few rounds for an interval".to_string(),
+                    }
+                };
+                let intervals = (interval(&c, &a), interval(&c, &d));
+                eight.push((threads, vs_bare, vs_singles.clone(), par, gain, intervals));
             }
             report.line(&format!(
                 "| {threads} | {n} | {frames} x {n_rounds} | {} | {} | {} | {} | {} | **{vs_bare:.2}x** ({lo:.2}..{hi:.2}) | {par:.2}x ({plo:.2}..{phi:.2}) | {vs_singles} | {gain:.2}x ({glo:.2}..{ghi:.2}) |",
@@ -256,7 +265,7 @@ fn main() {
         }
     }
     report.line("");
-    for (threads, vs_bare, vs_singles, par, gain) in eight {
+    for (threads, vs_bare, vs_singles, par, gain, (vs_bare_ci, gain_ci)) in eight {
         // Against bare runs on ready tensors the element cannot beat ONNX Runtime's own
         // batching gain: its faces still have to be prepared.
         let verdict = if vs_bare.max(par) >= 1.15 {
@@ -267,7 +276,7 @@ fn main() {
             "**missed**".to_string()
         };
         report.line(&format!(
-            "8 faces per frame, {threads} thread(s): element (batched) vs bare n x batch 1: **{vs_bare:.2}x** (goal >= 1.15x: {verdict}); with `n-threads=2`: {par:.2}x; vs the element's own single runs: {vs_singles}.",
+            "8 faces per frame, {threads} thread(s): element (batched) vs bare n x batch 1: **{vs_bare:.2}x** ({vs_bare_ci}; goal >= 1.15x: {verdict}); with `n-threads=2`: {par:.2}x; vs the element's own single runs: {vs_singles}; the bare batching gain {gain:.2}x ({gain_ci}).",
         ));
     }
     report.finish();
